@@ -1,0 +1,37 @@
+# Two commands a newcomer needs: `make run` (the daemon in the foreground) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CODEX_VERSION := 0.169.0
+CODEX_DIR := .codex-cli
+CODEX_BIN := $(CODEX_DIR)/node_modules/.bin/codex
+
+.PHONY: run test bench clean
+
+$(BIN)/session-syncd: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c requirements.lock -e .
+	@touch $@
+
+$(VENV): $(BIN)/session-syncd
+
+$(VENV)/.test-extras: $(BIN)/session-syncd
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[test]'
+	@touch $@
+
+$(CODEX_BIN):
+	npm install --silent --no-audit --no-fund --prefix $(CODEX_DIR) @openai/codex@$(CODEX_VERSION)
+	@touch $@
+
+run: $(BIN)/session-syncd
+	$(BIN)/session-syncd run
+
+test: $(VENV)/.test-extras $(CODEX_BIN)
+	SESSION_SYNCD_CODEX_BIN=$(abspath $(CODEX_BIN)) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.test-extras $(CODEX_BIN)
+	SESSION_SYNCD_CODEX_BIN=$(abspath $(CODEX_BIN)) $(BIN)/python bench/import_vs_codex.py
+
+clean:
+	rm -rf $(VENV) $(CODEX_DIR) .pytest_cache
