@@ -1,0 +1,133 @@
+"""Configuration: one msgspec Struct, loaded from TOML, with XDG defaults.
+
+Owns: where things live (Codex home, state dir, source roots) and every tunable. It does no I/O beyond
+reading the one config file, and it never consults the process environment behind the caller's back:
+callers pass `env` explicitly, so tests and the daemon see the same resolution rules.
+
+Precedence: command-line flag > config file > environment-derived default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+
+class ConfigError(Exception):
+    """A bad config file or value; the message is the one line the user sees."""
+
+
+class SourceConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Per-agent settings. `roots` empty means the agent's default folder(s)."""
+
+    enabled: bool = True
+    roots: list[str] = []
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Everything session-syncd can be told. Paths may use `~`; empty means the default."""
+
+    codex_home: str = ""
+    state_dir: str = ""
+    sources: dict[str, SourceConfig] = {}
+    # Import selection: none by default (Codex only takes the 50 newest of 30 days; we take all).
+    max_age_days: float | None = None
+    max_sessions: int | None = None
+    # Sessions processed at once; 0 means the number of cores, at least 2.
+    workers: int = 0
+    # Daemon timing.
+    quiet_ms: int = 750
+    max_wait_ms: int = 10_000
+    rescan_interval_s: float = 600.0
+    shutdown_timeout_s: float = 10.0
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.workers >= 0, "workers must be >= 0 (0 = number of cores)"),
+            (self.quiet_ms > 0, "quiet_ms must be > 0"),
+            (self.max_wait_ms >= self.quiet_ms, "max_wait_ms must be >= quiet_ms"),
+            (self.rescan_interval_s > 0, "rescan_interval_s must be > 0"),
+            (self.shutdown_timeout_s > 0, "shutdown_timeout_s must be > 0"),
+            (self.max_sessions is None or self.max_sessions > 0, "max_sessions must be > 0"),
+            (self.max_age_days is None or self.max_age_days > 0, "max_age_days must be > 0"),
+            (self.log_level in ("debug", "info", "warning", "error"),
+             "log_level must be one of debug, info, warning, error"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise msgspec.ValidationError(message)
+
+
+def _home(env: Mapping[str, str]) -> Path:
+    return Path(env.get("HOME") or os.path.expanduser("~"))
+
+
+def _xdg(env: Mapping[str, str], var: str, fallback: str) -> Path:
+    value = env.get(var)
+    if value and os.path.isabs(value):
+        return Path(value)
+    return _home(env) / fallback
+
+
+def default_config_path(env: Mapping[str, str]) -> Path:
+    return _xdg(env, "XDG_CONFIG_HOME", ".config") / "session-syncd" / "config.toml"
+
+
+def expand(path: str, env: Mapping[str, str]) -> Path:
+    """`~` means the configured HOME, not the process's, so tests with a temp HOME stay hermetic."""
+    if path == "~" or path.startswith("~/"):
+        return _home(env) / path[2:]
+    return Path(path)
+
+
+class Paths(msgspec.Struct, frozen=True):
+    """Resolved absolute locations; computed once at start-up from Config + env."""
+
+    home: Path
+    codex_home: Path
+    state_dir: Path
+
+    @property
+    def ledger(self) -> Path:
+        return self.state_dir / "ledger.sqlite3"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+
+def resolve_paths(cfg: Config, env: Mapping[str, str]) -> Paths:
+    home = _home(env)
+    codex_home = expand(cfg.codex_home, env) if cfg.codex_home else (
+        Path(env["CODEX_HOME"]) if env.get("CODEX_HOME") else home / ".codex")
+    state_dir = expand(cfg.state_dir, env) if cfg.state_dir else (
+        _xdg(env, "XDG_STATE_HOME", ".local/state") / "session-syncd")
+    return Paths(home=home, codex_home=codex_home.absolute(), state_dir=state_dir.absolute())
+
+
+def effective_workers(cfg: Config) -> int:
+    return cfg.workers or max(2, os.cpu_count() or 2)
+
+
+def load(path: Path | None, env: Mapping[str, str]) -> tuple[Config, Path]:
+    """Load the config file (missing default file = defaults); raise ConfigError with one clear line."""
+    explicit = path is not None
+    path = path or default_config_path(env)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist: create it or drop --config") from None
+        return Config(), path
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}; fix its permissions") from None
+    try:
+        return msgspec.toml.decode(raw, type=Config), path
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"config file {path}: {exc}; fix that value or remove it to use the default") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix the syntax") from None
