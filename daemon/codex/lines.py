@@ -1,0 +1,117 @@
+"""The Codex rollout wire format (Codex 0.169.0): one msgspec Struct per line shape we write.
+
+Owns: field names, field order and which fields are omitted when empty, matching what Codex's own
+importer serialises (serde: `skip_serializing_if = Option::is_none` on some fields, explicit `null` on
+others). Struct field order is the JSON key order. Nothing here knows about sources or files.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import msgspec
+
+
+class _Payload(msgspec.Struct, tag_field="type", kw_only=True):
+    pass
+
+
+class TaskStarted(_Payload, tag="task_started", omit_defaults=True, kw_only=True):
+    turn_id: str
+    started_at: int | None = None  # omitted when unknown
+    model_context_window: None
+    collaboration_mode_kind: str
+
+
+class TaskComplete(_Payload, tag="task_complete", omit_defaults=True, kw_only=True):
+    turn_id: str
+    last_agent_message: None
+    started_at: int | None = None
+    completed_at: int | None = None
+
+
+class UserMessage(_Payload, tag="user_message", kw_only=True):
+    message: str
+    local_images: tuple[()] = ()
+    local_audio: tuple[()] = ()
+    text_elements: tuple[()] = ()
+
+
+class AgentMessage(_Payload, tag="agent_message", kw_only=True):
+    message: str
+    phase: None
+    memory_citation: None
+
+
+class TokenUsage(msgspec.Struct):
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_output_tokens: int = 0
+    total_tokens: int = 0
+
+
+class TokenInfo(msgspec.Struct):
+    total_token_usage: TokenUsage
+    last_token_usage: TokenUsage
+    model_context_window: None
+
+
+class TokenCount(_Payload, tag="token_count", kw_only=True):
+    info: TokenInfo
+    rate_limits: None
+
+
+class InputText(msgspec.Struct, tag_field="type", tag="input_text"):
+    text: str
+
+
+class OutputText(msgspec.Struct, tag_field="type", tag="output_text"):
+    text: str
+
+
+class MessageItem(_Payload, tag="message", kw_only=True):
+    role: str
+    content: tuple[InputText] | tuple[OutputText]
+
+
+class GitInfo(msgspec.Struct, omit_defaults=True, frozen=True):
+    commit_hash: str | None = None
+    branch: str | None = None
+    repository_url: str | None = None
+
+
+class SessionMeta(msgspec.Struct, omit_defaults=True, kw_only=True):
+    id: str
+    session_id: str
+    timestamp: str
+    cwd: str
+    originator: str
+    cli_version: str
+    source: str
+    model_provider: str
+    history_mode: str = "legacy"
+    git: GitInfo | None = None
+
+
+class Line(msgspec.Struct):
+    """The envelope of every rollout line."""
+
+    timestamp: str
+    type: str
+    payload: _Payload | SessionMeta
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def iso_ms(ms: int) -> str:
+    """RFC 3339 UTC with milliseconds and `Z`, the timestamp format of every rollout line."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def encode(timestamp_ms: int, kind: str, payload: _Payload | SessionMeta) -> bytes:
+    """One rollout line, newline included."""
+    return _ENCODER.encode(Line(iso_ms(timestamp_ms), kind, payload)) + b"\n"

@@ -1,0 +1,99 @@
+"""Messages → Codex rollout lines: a pure, resumable fold with the exact turn rules of Codex's importer.
+
+Theory of operation
+-------------------
+A rollout is `session_meta` + *body* + *closing*. The body is a pure function of the messages seen so
+far and only ever grows: a user message closes the open turn (`task_complete` without `completed_at`)
+and opens the next (`task_started`, `user_message`, user `response_item`); an assistant message adds an
+`agent_message` + assistant `response_item` (dropped before the first user message). The closing lines
+(the `<EXTERNAL SESSION IMPORTED>` marker, the token estimate and the last turn's `task_complete` with
+`completed_at`) depend only on `ThreadState`, so appending new messages later means: cut the closing
+lines, fold the new messages from the stored state, write new closing lines. Folding a transcript in any
+number of pieces therefore gives the same bytes as folding it at once (tested with hypothesis).
+
+Line timestamps are the source's own times (never the wall clock) so that output is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from daemon.codex import lines as L
+from daemon.codex.text import utf8_len
+from daemon.codex.title import fallback_title
+from daemon.transcript import Message
+
+MARKER = "<EXTERNAL SESSION IMPORTED>"
+TURN_PREFIX = "external-import-turn-"
+
+
+class ThreadState(msgspec.Struct, kw_only=True):
+    """Everything the renderer needs to continue a thread; persisted in the ledger."""
+
+    turns: int = 0
+    open_started: int | None = None  # started_at (s) of the open turn
+    text_bytes: int = 0  # UTF-8 bytes of every rendered message in a turn so far
+    token_bytes: int = 0  # ... up to and including the last assistant message (Codex's estimate)
+    last_ts_ms: int | None = None  # timestamp of the last message, any role (None if it had none)
+    clock_ms: int = 0  # timestamp stamped on the last line written (source time, monotone)
+    fallback_title: str | None = None
+    saw_user: bool = False
+
+
+def _secs(ms: int | None) -> int | None:
+    return None if ms is None else ms // 1000
+
+
+def _agent(text: str) -> L.AgentMessage:
+    return L.AgentMessage(message=text, phase=None, memory_citation=None)
+
+
+def render(state: ThreadState, messages: Iterable[Message]) -> tuple[bytes, ThreadState]:
+    """Fold messages into body lines. `state` is not modified; the new state is returned."""
+    s = msgspec.structs.replace(state)
+    out: list[bytes] = []
+    enc = L.encode
+    for m in messages:
+        s.last_ts_ms = m.ts_ms
+        if m.ts_ms is not None:
+            s.clock_ms = max(s.clock_ms, m.ts_ms)
+        t = s.clock_ms
+        if m.role == "user":
+            if s.turns:
+                out.append(enc(t, "event_msg", L.TaskComplete(
+                    turn_id=f"{TURN_PREFIX}{s.turns}", last_agent_message=None, started_at=s.open_started)))
+            s.turns += 1
+            s.open_started = _secs(m.ts_ms)
+            s.text_bytes += utf8_len(m.text)
+            s.saw_user = True
+            if s.fallback_title is None:
+                s.fallback_title = fallback_title(m.text)
+            out.append(enc(t, "event_msg", L.TaskStarted(
+                turn_id=f"{TURN_PREFIX}{s.turns}", started_at=s.open_started, model_context_window=None,
+                collaboration_mode_kind="default")))
+            out.append(enc(t, "event_msg", L.UserMessage(message=m.text)))
+            out.append(enc(t, "response_item", L.MessageItem(role="user", content=(L.InputText(m.text),))))
+        elif s.turns:
+            s.text_bytes += utf8_len(m.text)
+            s.token_bytes = s.text_bytes
+            out.append(enc(t, "event_msg", _agent(m.text)))
+            out.append(enc(t, "response_item", L.MessageItem(role="assistant", content=(L.OutputText(m.text),))))
+    return b"".join(out), s
+
+
+def closing(state: ThreadState) -> bytes:
+    """The lines that end an imported thread; empty when there is no turn yet."""
+    if not state.turns:
+        return b""
+    t = state.clock_ms
+    tokens = -(-state.token_bytes // 4)
+    usage = L.TokenUsage(total_tokens=tokens)
+    return b"".join((
+        L.encode(t, "event_msg", _agent(MARKER)),
+        L.encode(t, "event_msg", L.TokenCount(info=L.TokenInfo(usage, usage, None), rate_limits=None)),
+        L.encode(t, "event_msg", L.TaskComplete(
+            turn_id=f"{TURN_PREFIX}{state.turns}", last_agent_message=None, started_at=state.open_started,
+            completed_at=_secs(state.last_ts_ms))),
+    ))

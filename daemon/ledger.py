@@ -1,0 +1,237 @@
+"""The ledger: which source version became which Codex thread. SQLite in WAL mode, one row per session.
+
+Owns: the schema and its migrations, and the per-session commit. Invariant: a row is written only
+after the rollout it describes is durable (the engine fsyncs first), one transaction per session, so a
+crash at any moment leaves every committed row true. A crash before the commit is repaired by the next
+run: thread ids and rollout paths are deterministic, so the rewrite lands on the same file.
+
+Not thread-safe by itself: each thread opens its own `Ledger` (SQLite connections are cheap), or the
+caller serialises access.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+
+from daemon.fold import FoldState
+
+SCHEMA_VERSION = 1
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE sessions (
+        source            TEXT NOT NULL,     -- plug-in kind: claude, cursor, ...
+        path              TEXT NOT NULL,     -- absolute source path
+        session_id        TEXT NOT NULL,
+        size              INTEGER NOT NULL,  -- stat of the version we consumed
+        mtime_ns          INTEGER NOT NULL,
+        inode             INTEGER NOT NULL,
+        content_hash      BLOB NOT NULL,     -- blake3 of the whole source at that stat
+        consumed          INTEGER NOT NULL,  -- bytes of complete lines folded
+        prefix_hash       BLOB NOT NULL,     -- blake3 of source[:consumed]
+        fold_state        BLOB NOT NULL,     -- msgpack FoldState, to resume on append
+        thread_id         TEXT,              -- NULL until the session has a user turn
+        generation        INTEGER NOT NULL DEFAULT 0,
+        rollout_path      TEXT,
+        rollout_size      INTEGER,           -- what we last wrote: a different size or tail means
+        rollout_tail_hash BLOB,              --   someone else (Codex) wrote to the thread
+        rollout_body_end  INTEGER,           -- where our closing lines start
+        title             TEXT,
+        first_imported_at REAL NOT NULL,
+        updated_at        REAL NOT NULL,     -- last time the thread changed
+        synced_at         REAL NOT NULL,     -- last time this row was confirmed current
+        last_error        TEXT,              -- NULL when the last attempt succeeded
+        error_count       INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (source, path)
+    );
+    CREATE UNIQUE INDEX sessions_thread ON sessions(thread_id) WHERE thread_id IS NOT NULL;
+    CREATE TABLE superseded (                -- earlier generations left alone after a conflict
+        thread_id    TEXT PRIMARY KEY,
+        source       TEXT NOT NULL,
+        path         TEXT NOT NULL,
+        generation   INTEGER NOT NULL,
+        rollout_path TEXT NOT NULL,
+        next_thread  TEXT NOT NULL,
+        reason       TEXT NOT NULL,
+        at           REAL NOT NULL
+    );
+    CREATE TABLE failures (                  -- sources that failed before any row existed
+        source     TEXT NOT NULL,
+        path       TEXT NOT NULL,
+        error      TEXT NOT NULL,
+        count      INTEGER NOT NULL,
+        at         REAL NOT NULL,
+        PRIMARY KEY (source, path)
+    );
+    """,
+}
+
+
+class LedgerError(Exception):
+    """The ledger cannot be opened or migrated; the message names the file and the fix."""
+
+
+class Row(msgspec.Struct, kw_only=True):
+    source: str
+    path: str
+    session_id: str
+    size: int
+    mtime_ns: int
+    inode: int
+    content_hash: bytes
+    consumed: int
+    prefix_hash: bytes
+    fold_state: FoldState
+    thread_id: str | None = None
+    generation: int = 0
+    rollout_path: str | None = None
+    rollout_size: int | None = None
+    rollout_tail_hash: bytes | None = None
+    rollout_body_end: int | None = None
+    title: str | None = None
+    first_imported_at: float = 0.0
+    updated_at: float = 0.0
+    synced_at: float = 0.0
+    last_error: str | None = None
+    error_count: int = 0
+
+
+class Superseded(msgspec.Struct, kw_only=True):
+    thread_id: str
+    source: str
+    path: str
+    generation: int
+    rollout_path: str
+    next_thread: str
+    reason: str
+    at: float
+
+
+_FIELDS = tuple(Row.__struct_fields__)
+_encode_state = msgspec.msgpack.Encoder().encode
+_decode_state = msgspec.msgpack.Decoder(FoldState).decode
+
+
+def _to_row(values: tuple) -> Row:
+    d = dict(zip(_FIELDS, values))
+    d["fold_state"] = _decode_state(d["fold_state"])
+    return Row(**d)
+
+
+class Ledger:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(
+                f"ledger {path} is unusable ({exc}); move it aside to start a fresh ledger "
+                "(threads already in Codex are re-adopted, not duplicated)") from None
+        except OSError as exc:
+            raise LedgerError(f"cannot create the ledger at {path}: {exc.strerror}; check the state dir") from None
+        path.chmod(0o600)
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"ledger {self.path} has schema {version}, newer than this session-syncd ({SCHEMA_VERSION}); upgrade")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self.transaction():
+                for statement in _MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={target}")
+
+    def transaction(self) -> "_Tx":
+        return _Tx(self._db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def get(self, source: str, path: str) -> Row | None:
+        cur = self._db.execute(
+            f"SELECT {', '.join(_FIELDS)} FROM sessions WHERE source=? AND path=?", (source, path))
+        values = cur.fetchone()
+        return _to_row(values) if values else None
+
+    def rows(self) -> Iterator[Row]:
+        for values in self._db.execute(f"SELECT {', '.join(_FIELDS)} FROM sessions ORDER BY source, path"):
+            yield _to_row(values)
+
+    def stats(self) -> dict[tuple[str, str], tuple[int, int, int]]:
+        """(source, path) → (size, mtime_ns, inode): all the fast path needs, without fold states."""
+        return {(s, p): (size, mtime, ino) for s, p, size, mtime, ino in
+                self._db.execute("SELECT source, path, size, mtime_ns, inode FROM sessions")}
+
+    def superseded(self) -> list[Superseded]:
+        return [Superseded(**dict(zip(Superseded.__struct_fields__, v))) for v in self._db.execute(
+            f"SELECT {', '.join(Superseded.__struct_fields__)} FROM superseded ORDER BY at")]
+
+    def failures(self) -> dict[tuple[str, str], tuple[str, int, float]]:
+        return {(s, p): (e, c, a) for s, p, e, c, a in
+                self._db.execute("SELECT source, path, error, count, at FROM failures")}
+
+    # -- writes: each is one transaction ---------------------------------------------------------
+
+    def commit(self, row: Row, superseded: Superseded | None = None) -> None:
+        """Record a session's new state; call only once its rollout is durable."""
+        values = [getattr(row, f) for f in _FIELDS]
+        values[_FIELDS.index("fold_state")] = _encode_state(row.fold_state)
+        with self.transaction():
+            if superseded is not None:
+                self._db.execute(
+                    f"INSERT OR REPLACE INTO superseded ({', '.join(Superseded.__struct_fields__)}) "
+                    f"VALUES ({', '.join('?' * len(Superseded.__struct_fields__))})",
+                    [getattr(superseded, f) for f in Superseded.__struct_fields__])
+            self._db.execute(
+                f"INSERT OR REPLACE INTO sessions ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))})",
+                values)
+            self._db.execute("DELETE FROM failures WHERE source=? AND path=?", (row.source, row.path))
+
+    def touch(self, source: str, path: str, size: int, mtime_ns: int, inode: int) -> None:
+        """Same content, new stat (a `touch`, or a copy back): remember the stat, read nothing next time."""
+        with self.transaction():
+            self._db.execute(
+                "UPDATE sessions SET size=?, mtime_ns=?, inode=?, synced_at=?, last_error=NULL, error_count=0 "
+                "WHERE source=? AND path=?", (size, mtime_ns, inode, time.time(), source, path))
+
+    def record_failure(self, source: str, path: str, error: str) -> None:
+        """A failed attempt: on the row if there is one, else in `failures`; never touches the thread."""
+        now = time.time()
+        with self.transaction():
+            cur = self._db.execute(
+                "UPDATE sessions SET last_error=?, error_count=error_count+1 WHERE source=? AND path=?",
+                (error, source, path))
+            if cur.rowcount == 0:
+                self._db.execute(
+                    "INSERT INTO failures (source, path, error, count, at) VALUES (?, ?, ?, 1, ?) "
+                    "ON CONFLICT(source, path) DO UPDATE SET error=excluded.error, count=count+1, at=excluded.at",
+                    (source, path, error, now))
+
+    def integrity_check(self) -> str:
+        return self._db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+class _Tx:
+    """`BEGIN IMMEDIATE` … `COMMIT`, or `ROLLBACK` on error: one session, one transaction."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
