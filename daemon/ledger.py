@@ -40,6 +40,8 @@ _MIGRATIONS: dict[int, str] = {
         rollout_size      INTEGER,           -- what we last wrote: a different size or tail means
         rollout_tail_hash BLOB,              --   someone else (Codex) wrote to the thread
         rollout_body_end  INTEGER,           -- where our closing lines start
+        pending_size      INTEGER,           -- write intent: the rollout as it will be after the write
+        pending_tail_hash BLOB,              --   in flight (recognised as ours after a crash)
         title             TEXT,
         first_imported_at REAL NOT NULL,
         updated_at        REAL NOT NULL,     -- last time the thread changed
@@ -92,6 +94,8 @@ class Row(msgspec.Struct, kw_only=True):
     rollout_size: int | None = None
     rollout_tail_hash: bytes | None = None
     rollout_body_end: int | None = None
+    pending_size: int | None = None
+    pending_tail_hash: bytes | None = None
     title: str | None = None
     first_imported_at: float = 0.0
     updated_at: float = 0.0
@@ -199,6 +203,13 @@ class Ledger:
                 f"INSERT OR REPLACE INTO sessions ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))})",
                 values)
             self._db.execute("DELETE FROM failures WHERE source=? AND path=?", (row.source, row.path))
+
+    def set_intent(self, source: str, path: str, size: int, tail_hash: bytes) -> None:
+        """Before changing an existing rollout: say what it will look like, so that after a crash
+        between the write and `commit` the next run knows the changed file is ours, not Codex's."""
+        with self.transaction():
+            self._db.execute("UPDATE sessions SET pending_size=?, pending_tail_hash=? WHERE source=? AND path=?",
+                             (size, tail_hash, source, path))
 
     def touch(self, source: str, path: str, size: int, mtime_ns: int, inode: int) -> None:
         """Same content, new stat (a `touch`, or a copy back): remember the stat, read nothing next time."""

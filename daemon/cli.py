@@ -1,0 +1,169 @@
+"""The `session-syncd` command line: parse arguments and config, set up logging, dispatch.
+
+Owns argument names and exit codes (0 ok, 1 something failed, 2 bad usage/config). Commands import
+their modules lazily so that a no-change `import` or a `status` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from daemon.config import Config, ConfigError, Paths, SourceConfig, load, resolve_paths
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML config file (default: $XDG_CONFIG_HOME/session-syncd/config.toml)")
+    p.add_argument("--codex-home", help="Codex home to write threads into (default: $CODEX_HOME or ~/.codex)")
+    p.add_argument("--state-dir", help="where the ledger and logs live (default: $XDG_STATE_HOME/session-syncd)")
+    p.add_argument("--claude-root", action="append", metavar="DIR",
+                   help="Claude Code projects folder (default: $CLAUDE_CONFIG_DIR/projects or ~/.claude/projects)")
+    p.add_argument("--cursor-root", action="append", metavar="DIR", help="Cursor projects folder (default: ~/.cursor/projects)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="session-syncd", description=(
+        "Keep Claude Code and Cursor sessions continuously imported as Codex threads."))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("import", help="import every session once, then exit")
+    _common(p)
+    p.add_argument("--max-age", type=float, metavar="DAYS", help="only sessions modified in the last DAYS days")
+    p.add_argument("--max-sessions", type=int, metavar="N", help="only the N most recently modified sessions")
+    p.add_argument("--workers", type=int, metavar="N", help="sessions processed at once (default: cores, at least 2)")
+    p.add_argument("--executor", choices=("auto", "process", "thread"), default="auto", help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary instead of the summary line")
+    p = sub.add_parser("run", help="run the daemon in the foreground: watch and keep every session in sync")
+    _common(p)
+    p = sub.add_parser("status", help="is the daemon running, and how is each source doing")
+    _common(p)
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("doctor", help="check the setup, one line per check, with the fix")
+    _common(p)
+    sub.add_parser("logs", help="query the structured log (see `session-syncd logs --help`)", add_help=False)
+    sub.add_parser("service", help="install/uninstall/status/restart the background service", add_help=False)
+    return parser
+
+
+def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Config, Paths]:
+    """Config file, then flags on top of it."""
+    cfg, _path = load(args.config, env)
+    updates: dict[str, object] = {}
+    if args.codex_home:
+        updates["codex_home"] = args.codex_home
+    if args.state_dir:
+        updates["state_dir"] = args.state_dir
+    if getattr(args, "log_level", None):
+        updates["log_level"] = args.log_level
+    for attr, key in (("max_age", "max_age_days"), ("max_sessions", "max_sessions"), ("workers", "workers")):
+        value = getattr(args, attr, None)
+        if value is not None:
+            updates[key] = value
+    sources = dict(cfg.sources)
+    for kind in ("claude", "cursor"):
+        roots = getattr(args, f"{kind}_root", None)
+        if roots:
+            sources[kind] = SourceConfig(enabled=True, roots=[str(Path(r).absolute()) for r in roots])
+    updates["sources"] = sources
+    import msgspec
+
+    try:
+        cfg = msgspec.convert(msgspec.to_builtins(msgspec.structs.replace(cfg, **updates)), Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"bad command-line value: {exc}") from None
+    return cfg, resolve_paths(cfg, env)
+
+
+def _logging(cfg: Config, paths: Paths, env: Mapping[str, str], console: str | None = None):
+    from daemon import log
+
+    mode = console or log.console_mode(sys.stderr, env)
+    log.configure(paths.log_dir, cfg.log_level, console=mode, env=env)
+    import structlog
+
+    return structlog.get_logger(log.LOGGER_NAME)
+
+
+def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from daemon.importer import run_import, summary_line
+    from daemon.ledger import LedgerError
+
+    cfg, paths = load_config(args, env)
+    logger = _logging(cfg, paths, env, console="none")
+    try:
+        summary = run_import(cfg, paths, env, logger, executor_mode=args.executor)
+    except LedgerError as exc:
+        print(f"session-syncd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    logger.info("import.done", imported=summary.imported, unchanged=summary.unchanged, skipped=summary.skipped,
+                failed=summary.failed, sessions=summary.sessions, bytes=summary.bytes_read,
+                duration_ms=round(summary.duration_s * 1000, 1))
+    if args.json:
+        import msgspec
+
+        sys.stdout.write(msgspec.json.encode(summary).decode() + "\n")
+    else:
+        for message in summary.errors:
+            print(f"session-syncd: {message}", file=sys.stderr)
+        print(summary_line(summary))
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from daemon.main import run_daemon
+
+    cfg, paths = load_config(args, env)
+    return run_daemon(cfg, paths, env, args)
+
+
+def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from daemon.status import main as status_main
+
+    cfg, paths = load_config(args, env)
+    return status_main(cfg, paths, env, as_json=args.json)
+
+
+def cmd_doctor(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from daemon.doctor import main as doctor_main
+
+    cfg, paths = load_config(args, env)
+    return doctor_main(cfg, paths, env)
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    env = dict(os.environ if env is None else env)
+    if argv[:1] == ["logs"]:
+        from daemon.logquery import main as logs_main
+
+        parser = argparse.ArgumentParser(add_help=False)
+        _common(parser)
+        known, rest = parser.parse_known_args(argv[1:])
+        try:
+            _cfg, paths = load_config(known, env)
+        except ConfigError as exc:
+            print(f"session-syncd: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        return logs_main(rest, paths)
+    if argv[:1] == ["service"]:
+        from service.commands import main as service_main
+
+        return service_main(argv[1:], env)
+    args = build_parser().parse_args(argv)
+    handler = {"import": cmd_import, "run": cmd_run, "status": cmd_status, "doctor": cmd_doctor}[args.command]
+    try:
+        return handler(args, env)
+    except ConfigError as exc:
+        print(f"session-syncd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

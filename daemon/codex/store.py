@@ -1,0 +1,204 @@
+"""Writing into `$CODEX_HOME`: rollout files, the thread-name index, Codex's writer locks.
+
+Owns every byte we put into the Codex home and how it is made durable: new and rewritten rollouts go
+through a temp file + fsync + rename (+ directory fsync), appends truncate our previous closing lines
+and fsync. Files are 0600, folders 0700. It knows nothing about sources or the ledger.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import blake3
+import msgspec
+
+from daemon.codex.lines import iso_ms
+
+TAIL_BYTES = 4096
+
+
+class StoreError(Exception):
+    """A write into the Codex home failed; the message is one line naming the path and the fix."""
+
+
+class Busy(Exception):
+    """Codex holds the thread's writer lock (the thread is open there): try again later."""
+
+
+class SessionIndexEntry(msgspec.Struct):
+    id: str
+    thread_name: str
+    updated_at: str
+
+
+def _explain(exc: OSError, path: Path, doing: str) -> StoreError:
+    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+        fix = "free some disk space; nothing was changed and it will be retried"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "make the Codex home writable (CODEX_HOME or codex_home in the config)"
+    else:
+        fix = "check the Codex home folder"
+    return StoreError(f"cannot {doing} {path}: {exc.strerror or exc}; {fix}")
+
+
+def tail_hash(f_or_path: Path | int, size: int) -> bytes:
+    """blake3 of the last TAIL_BYTES bytes before `size`: cheap proof that a file is still what we wrote."""
+    fd = os.open(f_or_path, os.O_RDONLY) if isinstance(f_or_path, Path) else f_or_path
+    try:
+        start = max(0, size - TAIL_BYTES)
+        return blake3.blake3(os.pread(fd, size - start, start)).digest()
+    finally:
+        if isinstance(f_or_path, Path):
+            os.close(fd)
+
+
+def current_state(path: Path) -> tuple[int, bytes] | None:
+    """(size, tail hash) of a rollout as it is now, or None if it is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        return size, tail_hash(fd, size)
+    finally:
+        os.close(fd)
+
+
+def planned_state(chunks: list[bytes]) -> tuple[int, bytes]:
+    """(size, tail hash) a file made of `chunks` will have."""
+    size = sum(map(len, chunks))
+    tail, need = [], TAIL_BYTES
+    for chunk in reversed(chunks):
+        if need <= 0:
+            break
+        tail.append(chunk[-need:])
+        need -= len(tail[-1])
+    return size, blake3.blake3(b"".join(reversed(tail))).digest()
+
+
+def planned_append(path: Path, keep: int, data: bytes) -> tuple[int, bytes]:
+    """(size, tail hash) `path` will have after `append_after(path, keep, data)`."""
+    if len(data) >= TAIL_BYTES:
+        return planned_state([data])
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        start = max(0, keep - (TAIL_BYTES - len(data)))
+        return planned_state([os.pread(fd, keep - start, start), data])
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    """pwrite until everything is written (a single call may write less)."""
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+
+
+def _mkdirs(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, chunks: Iterable[bytes]) -> tuple[int, bytes]:
+    """Create or replace `path` with `chunks`, durably; return (size, tail hash)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        _mkdirs(path.parent)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            size = 0
+            for chunk in chunks:
+                _write_all(fd, chunk, size)
+                size += len(chunk)
+            os.fsync(fd)
+            digest = tail_hash(fd, size)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        return size, digest
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise _explain(exc, path, "write") from None
+
+
+def append_after(path: Path, keep: int, data: bytes) -> tuple[int, bytes]:
+    """Cut `path` to its first `keep` bytes, then append `data`, durably; return (size, tail hash)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.ftruncate(fd, keep)
+            _write_all(fd, data, keep)
+            os.fsync(fd)
+            size = keep + len(data)
+            return size, tail_hash(fd, size)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise _explain(exc, path, "append to") from None
+
+
+@contextmanager
+def writer_lock(codex_home: Path, thread_id: str) -> Iterator[None]:
+    """Hold Codex's per-thread writer lock while we write, if Codex uses one for this thread.
+
+    Codex takes an exclusive lock on `thread-writer-locks/<id>.lock` while a thread is live. If the
+    file exists and is locked, Codex has the thread open: raise Busy (the caller defers). If it does
+    not exist we create nothing (Codex never opened the thread).
+    """
+    lock = codex_home / "thread-writer-locks" / f"{thread_id}.lock"
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(f"Codex has thread {thread_id} open") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+_encode_entry = msgspec.json.Encoder().encode
+
+
+def append_session_index(codex_home: Path, thread_id: str, title: str) -> None:
+    """Add a thread-name line to `session_index.jsonl`, the file Codex reads names from (last wins)."""
+    path = codex_home / "session_index.jsonl"
+    line = _encode_entry(SessionIndexEntry(thread_id, title, iso_ms(int(time.time() * 1000)))) + b"\n"
+    try:
+        _mkdirs(codex_home)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line)  # one small O_APPEND write: never interleaved with Codex's own lines
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise _explain(exc, path, "append to") from None

@@ -1,0 +1,66 @@
+"""Which sessions exist: every enabled source's roots, walked once, filtered by age and count.
+
+Owns root resolution (config/flags over the plug-in's defaults) and the `--max-age` / `--max-sessions`
+selection. Shell code: it lists folders and stats files, nothing more.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon.config import Config, expand
+from daemon.sources import SOURCES, Identity, Source
+
+
+@dataclass(frozen=True, slots=True)
+class Root:
+    source: Source
+    path: Path
+    explicit: bool  # named by the user: its absence is worth a warning
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    ident: Identity
+    stat: os.stat_result
+
+
+def roots(cfg: Config, env: Mapping[str, str]) -> list[Root]:
+    out = []
+    for kind, source in SOURCES.items():
+        sc = cfg.sources.get(kind)
+        if sc is not None and not sc.enabled:
+            continue
+        if sc is not None and sc.roots:
+            out.extend(Root(source, expand(r, env).absolute(), True) for r in sc.roots)
+        else:
+            out.extend(Root(source, p.absolute(), False) for p in source.default_roots(env))
+    return out
+
+
+def discover(cfg: Config, env: Mapping[str, str], now: float | None = None) -> tuple[list[Found], list[str]]:
+    """All sessions to consider, newest first, and one-line warnings (missing explicit roots, stat errors)."""
+    warnings: list[str] = []
+    found: list[Found] = []
+    for root in roots(cfg, env):
+        if not root.path.is_dir():
+            if root.explicit:
+                warnings.append(f"{root.source.kind} folder {root.path} does not exist; fix the path in the config "
+                                f"or the --{root.source.kind}-root flag")
+            continue
+        for ident in root.source.discover(root.path):
+            try:
+                found.append(Found(ident, os.stat(ident.path)))
+            except OSError as exc:
+                warnings.append(f"cannot stat {ident.path}: {exc.strerror}; check its permissions")
+    found.sort(key=lambda f: (-f.stat.st_mtime_ns, str(f.ident.path)))
+    if cfg.max_age_days is not None:
+        cutoff = (now if now is not None else time.time()) - cfg.max_age_days * 86400
+        found = [f for f in found if f.stat.st_mtime >= cutoff]
+    if cfg.max_sessions is not None:
+        found = found[: cfg.max_sessions]
+    return found, warnings

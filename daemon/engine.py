@@ -1,0 +1,317 @@
+"""Sync one session: decide → read & hash → fold → write the thread → hand back the ledger row.
+
+Owns the per-session decision procedure shared by `import` and the daemon (there is no second path):
+
+1. `stat` equals the ledger's → unchanged, nothing read.
+2. Read the source once, in chunks, hashing (blake3) and folding as it goes. If the ledger's prefix
+   (`consumed` bytes) still hashes the same, only the bytes after it are folded (append); otherwise the
+   whole file is re-folded (rewrite). Same full hash as before → only the stat changed (touched).
+3. Write: a new thread is written atomically at its deterministic path; an append cuts our previous
+   closing lines and appends; a rewrite replaces the file atomically. Before touching an existing
+   rollout we check it is still exactly what we wrote (size + tail hash): if Codex continued the
+   thread, we leave it alone and write a new generation (a conflict copy) instead.
+4. Return the new ledger `Row`; the caller commits it (one transaction) — the rollout is already fsynced.
+
+`sync_session` is a plain blocking function of picklable values, so it runs the same in a thread or in
+a worker process. It never raises for bad input: every outcome, failures included, is a value.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import blake3
+import msgspec
+
+from daemon.codex import ids, store
+from daemon.codex.lines import GitInfo, SessionMeta, encode, iso_ms
+from daemon.codex.render import closing
+from daemon.codex.title import choose
+from daemon.fold import FoldState, fold
+from daemon.gitinfo import git_info
+from daemon.ledger import Ledger, Row, Superseded
+from daemon.sources import SOURCES
+from daemon.sources.base import Identity, ParseContext
+
+CHUNK = 8 << 20
+ORIGINATOR = "session_syncd"
+CLI_VERSION = "0.169.0"  # the Codex version whose rollout format we write
+
+Kind = Literal["imported", "appended", "rewritten", "conflict", "unchanged", "touched", "pending",
+               "skipped", "deferred", "failed"]
+
+
+class Outcome(msgspec.Struct, kw_only=True):
+    kind: Kind
+    source: str
+    path: str
+    session_id: str
+    row: Row | None = None  # to commit, when not None
+    superseded: Superseded | None = None
+    message: str | None = None  # the one-line reason for skipped / deferred / failed
+    bytes_read: int = 0
+    new_turns: int = 0
+    duration_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    ident: Identity
+    row: Row | None
+    codex_home: Path
+    ledger_path: Path  # for the write intent before an existing rollout is changed
+
+
+class _Skip(Exception):
+    def __init__(self, kind: Kind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _hash_prefix(fd: int, length: int) -> blake3.blake3:
+    hasher = blake3.blake3()
+    offset = 0
+    while offset < length:
+        chunk = os.pread(fd, min(CHUNK, length - offset), offset)
+        if not chunk:
+            break
+        hasher.update(chunk)
+        offset += len(chunk)
+    return hasher
+
+
+def _fold_file(fd: int, size: int, start: FoldState, hasher: blake3.blake3, kind: str,
+               ctx: ParseContext) -> tuple[list[bytes], FoldState, bytes, bytes]:
+    """Fold bytes [start.offset, size) in chunks; return (body parts, state, prefix hash, full hash)."""
+    source = SOURCES[kind]
+    state = start
+    parts: list[bytes] = []
+    carry = b""
+    offset = start.offset
+    while offset < size:
+        chunk = os.pread(fd, min(CHUNK, size - offset), offset)
+        if not chunk:
+            break  # the file shrank while we read: fold what we have, the next event re-syncs
+        offset += len(chunk)
+        buf = carry + chunk if carry else chunk
+        before = state.offset
+        body, state = fold(source, state, buf, ctx)
+        used = state.offset - before
+        hasher.update(memoryview(buf)[:used])
+        carry = buf[used:]
+        if body:
+            parts.append(body)
+    prefix = hasher.copy().digest()
+    hasher.update(carry)
+    return parts, state, prefix, hasher.digest()
+
+
+def _meta_line(thread: str, state: FoldState, cwd: str, git: GitInfo | None) -> bytes:
+    start = state.source.start_ms or 0
+    meta = SessionMeta(id=thread, session_id=thread, timestamp=iso_ms(start), cwd=cwd, originator=ORIGINATOR,
+                       cli_version=CLI_VERSION, source="cli", model_provider="openai", git=git)
+    return encode(start, "session_meta", meta)
+
+
+def sync_session(job: Job) -> Outcome:
+    began = time.perf_counter()
+    ident = job.ident
+    out = Outcome(kind="failed", source=ident.kind, path=str(ident.path), session_id=ident.session_id)
+    try:
+        _sync(job, out)
+    except _Skip as skip:
+        out.kind, out.message, out.row = skip.kind, str(skip), None
+    except store.Busy as busy:
+        out.kind, out.message, out.row = "deferred", f"{busy}; will retry", None
+    except store.StoreError as exc:
+        out.kind, out.message, out.row = "failed", str(exc), None
+    except OSError as exc:
+        out.kind, out.row = "failed", None
+        out.message = f"cannot read {ident.path}: {exc.strerror or exc}; check that the file is readable"
+    out.duration_ms = (time.perf_counter() - began) * 1000
+    return out
+
+
+def _sync(job: Job, out: Outcome) -> None:
+    ident, row = job.ident, job.row
+    path = ident.path
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        if row is not None and (row.size, row.mtime_ns, row.inode) == _stat_key(st):
+            out.kind = "unchanged"
+            return
+        ctx = ParseContext(mtime_ms=st.st_mtime_ns // 1_000_000)
+        start, hasher, mode = FoldState(), blake3.blake3(), "new" if row is None else "rewrite"
+        if row is not None and row.consumed <= st.st_size and row.inode == st.st_ino:
+            prefix = _hash_prefix(fd, row.consumed)
+            if prefix.copy().digest() == row.prefix_hash:
+                start, hasher, mode = row.fold_state, prefix, "append"
+        parts, state, prefix_hash, content_hash = _fold_file(fd, st.st_size, start, hasher, ident.kind, ctx)
+        out.bytes_read = st.st_size
+    finally:
+        os.close(fd)
+    if row is not None and content_hash == row.content_hash:
+        out.kind = "touched"
+        out.row = msgspec.structs.replace(row, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino,
+                                          synced_at=time.time(), last_error=None, error_count=0)
+        return
+    now = time.time()
+    new = Row(source=ident.kind, path=str(path), session_id=ident.session_id, size=st.st_size,
+              mtime_ns=st.st_mtime_ns, inode=st.st_ino, content_hash=content_hash, consumed=state.offset,
+              prefix_hash=prefix_hash, fold_state=state, first_imported_at=row.first_imported_at if row else now,
+              updated_at=row.updated_at if row else now, synced_at=now)
+    if row is not None:
+        new.thread_id, new.generation, new.title = row.thread_id, row.generation, row.title
+        new.rollout_path, new.rollout_size = row.rollout_path, row.rollout_size
+        new.rollout_tail_hash, new.rollout_body_end = row.rollout_tail_hash, row.rollout_body_end
+    out.row = new
+    if not state.thread.turns:
+        out.kind = "pending"  # no user message yet: remember what we read, write nothing
+        return
+    cwd = state.source.cwd or ident.fallback_cwd
+    if not cwd:
+        raise _Skip("skipped", f"{path}: no working directory recorded in the session; nothing to import yet")
+    if new.thread_id is None and not os.path.isdir(cwd):
+        raise _Skip("skipped", f"{path}: its working directory {cwd} no longer exists; recreate it to import")
+    if state.source.start_ms is None:
+        state.source.start_ms = ctx.mtime_ms
+    out.new_turns = state.thread.turns - (start.thread.turns if mode == "append" else 0)
+    _write_thread(job, out, new, mode, parts, state, cwd, ctx)
+
+
+def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes], state: FoldState,
+                  cwd: str, ctx: ParseContext) -> None:
+    ident, row, home = job.ident, job.row, job.codex_home
+    if new.rollout_path is not None:
+        assert row is not None and row.rollout_body_end is not None
+        rollout = Path(new.rollout_path)
+        current = store.current_state(rollout)
+        committed = current == (row.rollout_size, row.rollout_tail_hash)
+        # A crash after our last write but before its commit leaves the file as our intent said.
+        interrupted = not committed and current is not None and current == (row.pending_size, row.pending_tail_hash)
+        if committed or interrupted:
+            with store.writer_lock(home, new.thread_id):
+                if mode == "append" and committed:
+                    tail = b"".join(parts) + closing(state.thread)
+                    _intend(job, store.planned_append(rollout, row.rollout_body_end, tail))
+                    new.rollout_size, new.rollout_tail_hash = store.append_after(rollout, row.rollout_body_end, tail)
+                    new.rollout_body_end = row.rollout_body_end + sum(map(len, parts))
+                    out.kind = "appended"
+                else:
+                    if mode == "append":
+                        parts, state = _refold(ident, ctx, new)
+                    chunks = _full_chunks(new.thread_id, parts, state, cwd)
+                    _intend(job, store.planned_state(chunks))
+                    _write_full(new, rollout, chunks)
+                    out.kind = "rewritten"
+            _name(home, new, state)
+            new.updated_at = time.time()
+            return
+        # Someone else wrote to (or removed) the thread: leave it alone, start the next generation.
+        reason = "rollout missing" if current is None else "thread continued in Codex"
+        generation = new.generation + 1
+        thread = ids.thread_id(ident.kind, ident.session_id, str(ident.path), generation, state.source.start_ms)
+        out.superseded = Superseded(thread_id=row.thread_id, source=ident.kind, path=str(ident.path),
+                                    generation=row.generation, rollout_path=row.rollout_path, next_thread=thread,
+                                    reason=reason, at=time.time())
+        if mode == "append":  # the new generation holds the whole session: fold it from the start
+            parts, state = _refold(ident, ctx, new)
+        new.generation, new.thread_id, new.title = generation, thread, None
+        out.kind = "conflict"
+        out.message = f"{ident.path}: {reason} ({row.thread_id}); wrote the new version as thread {thread}"
+    else:
+        new.thread_id = ids.thread_id(ident.kind, ident.session_id, str(ident.path), 0, state.source.start_ms)
+        out.kind = "imported"
+    rollout = home / ids.rollout_relpath(new.thread_id, state.source.start_ms)
+    with store.writer_lock(home, new.thread_id):
+        _write_full(new, rollout, _full_chunks(new.thread_id, parts, state, cwd))
+    _name(home, new, state)
+    new.updated_at = time.time()
+
+
+def _intend(job: Job, planned: tuple[int, bytes]) -> None:
+    ledger = Ledger(job.ledger_path)
+    try:
+        ledger.set_intent(job.ident.kind, str(job.ident.path), *planned)
+    finally:
+        ledger.close()
+
+
+def _refold(ident: Identity, ctx: ParseContext, new: Row) -> tuple[list[bytes], FoldState]:
+    """Fold the whole source again (for a full rewrite after an append-mode read) and update `new`."""
+    fd = os.open(ident.path, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        parts, state, prefix, full = _fold_file(fd, st.st_size, FoldState(), blake3.blake3(), ident.kind, ctx)
+    finally:
+        os.close(fd)
+    if state.source.start_ms is None:
+        state.source.start_ms = new.fold_state.source.start_ms
+    new.size, new.mtime_ns, new.inode = _stat_key(st)[0], st.st_mtime_ns, st.st_ino
+    new.content_hash, new.prefix_hash, new.consumed, new.fold_state = full, prefix, state.offset, state
+    return parts, state
+
+
+def _full_chunks(thread: str, parts: list[bytes], state: FoldState, cwd: str) -> list[bytes]:
+    meta = _meta_line(thread, state, cwd, git_info(cwd, state.source.git_branch))
+    return [meta, *parts, closing(state.thread)]
+
+
+def _write_full(new: Row, rollout: Path, chunks: list[bytes]) -> None:
+    new.rollout_size, new.rollout_tail_hash = store.write_atomic(rollout, chunks)
+    new.rollout_body_end = new.rollout_size - len(chunks[-1])
+    new.rollout_path = str(rollout)
+
+
+def _name(home: Path, new: Row, state: FoldState) -> None:
+    s = state.source
+    title = choose(s.custom_title, s.ai_title, state.thread.fallback_title, state.thread.saw_user)
+    if title and title != new.title:
+        store.append_session_index(home, new.thread_id, title)
+        new.title = title
+
+
+_EVENTS: dict[str, tuple[str, str]] = {  # outcome kind → (log level, event name)
+    "imported": ("info", "session.imported"),
+    "appended": ("info", "session.appended"),
+    "rewritten": ("info", "session.rewritten"),
+    "conflict": ("warning", "session.conflict"),
+    "touched": ("debug", "session.unchanged"),
+    "unchanged": ("debug", "session.unchanged"),
+    "pending": ("debug", "session.skipped"),
+    "skipped": ("warning", "session.skipped"),
+    "deferred": ("info", "session.deferred"),
+    "failed": ("error", "source.error"),
+}
+
+
+def record(ledger: Ledger, out: Outcome, log: object) -> None:
+    """Parent side of a sync: commit what the worker made durable (one transaction), then log it."""
+    if out.kind == "failed" or out.kind == "skipped":
+        ledger.record_failure(out.source, out.path, out.message or out.kind)
+    elif out.row is not None:
+        ledger.commit(out.row, out.superseded)
+    level, event = _EVENTS[out.kind]
+    row = out.row
+    fields = {"source": out.source, "session": out.session_id, "path": out.path,
+              "duration_ms": round(out.duration_ms, 1)}
+    if row is not None and row.thread_id:
+        fields["thread_id"] = row.thread_id
+    if out.bytes_read:
+        fields["bytes"] = out.bytes_read
+    if out.new_turns:
+        fields["turns"] = out.new_turns
+    if out.message:
+        fields["error" if out.kind == "failed" else "reason"] = out.message
+    if out.superseded is not None:
+        fields["previous_thread_id"] = out.superseded.thread_id
+    getattr(log, level)(event, **fields)

@@ -1,0 +1,175 @@
+"""`session-syncd import`: one pass over every session, in parallel, a ledger commit as each completes.
+
+Shell around `engine.sync_session`: discovery, the stat fast path (sessions whose stat matches the
+ledger are not even sent to a worker), a bounded worker pool, progress on a TTY, and the summary.
+Workers are processes when there is enough to read to pay for their start-up (the fold is CPU-bound
+Python and the GIL would cap threads at one core; see bench/), threads otherwise.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TextIO
+
+import msgspec
+
+from daemon.config import Config, Paths, effective_workers
+from daemon.discover import Found, discover
+from daemon.engine import Job, Outcome, record, sync_session
+from daemon.ledger import Ledger
+
+PROCESS_POOL_MIN_BYTES = 16 << 20  # below this, worker processes cost more than they save
+
+
+class Summary(msgspec.Struct, kw_only=True):
+    imported: int = 0  # new threads, appended and rewritten threads, conflict copies
+    unchanged: int = 0
+    skipped: int = 0
+    failed: int = 0
+    deferred: int = 0
+    sessions: int = 0
+    bytes_read: int = 0
+    duration_s: float = 0.0
+    by_kind: dict[str, int] = {}
+    errors: list[str] = []
+
+
+def make_executor(workers: int, mode: str, total_bytes: int) -> cf.Executor:
+    """A process pool when it pays (mode "auto": enough bytes and more than one worker), else threads."""
+    use_processes = mode == "process" or (mode == "auto" and workers > 1 and total_bytes >= PROCESS_POOL_MIN_BYTES)
+    if use_processes:
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        ctx = multiprocessing.get_context(method)
+        if method == "forkserver":
+            ctx.set_forkserver_preload(["daemon.engine"])
+        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync")
+
+
+def check_codex_home(codex_home: Path) -> str | None:
+    """One line if we cannot write threads into the Codex home at all (nothing is attempted then)."""
+    probe = codex_home
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        return (f"Codex home {codex_home} is not writable ({probe} is read-only for this user); "
+                "fix its permissions or point CODEX_HOME / --codex-home elsewhere")
+    return None
+
+
+def _run_jobs(executor: cf.Executor, jobs: list[Job], window: int) -> Iterator[Outcome]:
+    """Yield outcomes as they complete, with at most `window` jobs submitted at once."""
+    pending: set[cf.Future[Outcome]] = set()
+    it = iter(jobs)
+    for job in it:
+        pending.add(executor.submit(sync_session, job))
+        if len(pending) >= window:
+            break
+    while pending:
+        done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+        for fut in done:
+            yield fut.result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.add(executor.submit(sync_session, nxt))
+
+
+class Progress:
+    """A one-line progress bar on stderr when it is a TTY; silent otherwise."""
+
+    def __init__(self, stream: TextIO, sessions: int, total_bytes: int) -> None:
+        self.enabled = stream.isatty() and sessions > 0
+        self.stream, self.sessions, self.total = stream, sessions, max(total_bytes, 1)
+        self.done = self.bytes = 0
+        self.last = 0.0
+
+    def advance(self, nbytes: int) -> None:
+        self.done += 1
+        self.bytes += nbytes
+        now = time.monotonic()
+        if self.enabled and (now - self.last > 0.1 or self.done == self.sessions):
+            self.last = now
+            frac = min(self.bytes / self.total, 1.0)
+            bar = "#" * int(frac * 30)
+            self.stream.write(f"\r[{bar:<30}] {self.done}/{self.sessions} sessions "
+                              f"{self.bytes / 2**20:.1f}/{self.total / 2**20:.1f} MiB")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: object, *,
+               executor_mode: str = "auto", stream: TextIO = sys.stderr) -> Summary:
+    began = time.perf_counter()
+    summary = Summary(by_kind={}, errors=[])
+    found, warnings = discover(cfg, env)
+    summary.errors.extend(warnings)
+    summary.sessions = len(found)
+    problem = check_codex_home(paths.codex_home)
+    if problem:
+        summary.errors.append(problem)
+        summary.failed = len(found) or 1
+        summary.duration_s = time.perf_counter() - began
+        return summary
+    ledger = Ledger(paths.ledger)
+    try:
+        known = ledger.stats()
+        todo: list[Found] = []
+        for f in found:
+            key = (f.ident.kind, str(f.ident.path))
+            if known.get(key) == (f.stat.st_size, f.stat.st_mtime_ns, f.stat.st_ino):
+                summary.unchanged += 1
+            else:
+                todo.append(f)
+        todo.sort(key=lambda f: -f.stat.st_size)  # largest first: the pool finishes evenly
+        jobs = [Job(f.ident, ledger.get(f.ident.kind, str(f.ident.path)), paths.codex_home, paths.ledger)
+                for f in todo]
+        total = sum(f.stat.st_size for f in todo)
+        progress = Progress(stream, len(jobs), total)
+        workers = max(1, min(effective_workers(cfg), len(jobs)))
+        if jobs:
+            with make_executor(workers, executor_mode, total) as executor:
+                for out in _run_jobs(executor, jobs, window=workers * 2):
+                    record(ledger, out, log)
+                    _count(summary, out)
+                    progress.advance(out.bytes_read)
+        progress.close()
+    finally:
+        ledger.close()
+    summary.duration_s = time.perf_counter() - began
+    return summary
+
+
+def _count(summary: Summary, out: Outcome) -> None:
+    summary.by_kind[out.kind] = summary.by_kind.get(out.kind, 0) + 1
+    summary.bytes_read += out.bytes_read
+    if out.kind in ("imported", "appended", "rewritten", "conflict"):
+        summary.imported += 1
+    elif out.kind in ("unchanged", "touched", "pending"):
+        summary.unchanged += 1
+    elif out.kind == "skipped":
+        summary.skipped += 1
+    elif out.kind == "deferred":
+        summary.deferred += 1
+    else:
+        summary.failed += 1
+    if out.kind in ("skipped", "failed", "conflict") and out.message:
+        summary.errors.append(out.message)
+
+
+def summary_line(s: Summary) -> str:
+    extra = f" / deferred {s.deferred}" if s.deferred else ""
+    return (f"imported {s.imported} / unchanged {s.unchanged} / skipped {s.skipped} / failed {s.failed}{extra}"
+            f" — {s.sessions} sessions, {s.bytes_read / 2**20:.1f} MiB read in {s.duration_s:.2f} s")
+
+
+__all__ = ["Summary", "run_import", "summary_line"]
