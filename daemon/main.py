@@ -1,0 +1,352 @@
+"""`session-syncd run`: the long-running trio daemon that keeps every watched session in sync.
+
+Process shape (one nursery per config generation; SIGHUP starts the next generation):
+
+    watch ──events──▶ route ──paths──▶ debounce ──due──▶ workers ×N ──▶ engine.sync_session (thread/process)
+      ▲                 │ Rescan                                         └──▶ ledger commit, per session
+      │                 ▼
+    roots           reconcile (startup, overflow, root came/went, every rescan_interval)
+
+Everything that blocks (stat walks, reads, folds, writes, SQLite) runs in worker threads under a
+`CapacityLimiter`, or in a process pool for a large initial backlog. A path is never synced by two
+workers at once: a path that becomes due while in flight is synced again right after. A session being
+synced when SIGTERM arrives finishes (shielded) within `shutdown_timeout_s`, or is abandoned before
+its ledger commit — the next start repairs it (deterministic ids + write intents).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import concurrent.futures as cf
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+import trio
+
+from daemon import log as logsetup
+from daemon.config import Config, ConfigError, Paths, effective_workers, load, resolve_paths
+from daemon.debounce import debounce
+from daemon.discover import Root, discover, roots
+from daemon.engine import Job, Outcome, record, sync_session
+from daemon.importer import PROCESS_POOL_MIN_BYTES, check_codex_home, make_executor
+from daemon.ledger import Ledger, LedgerError
+from daemon.sources import Identity
+from daemon.watch import Changed, Deleted, Rescan, WatchEvent, watch
+from service.notify import Notifier, watchdog_loop
+
+RETRY_DELAYS = (2.0, 5.0, 15.0, 60.0, 300.0)  # deferred (Codex has the thread open) or failed syncs
+
+
+@dataclass
+class Counters:
+    synced: int = 0
+    failed: int = 0
+    deferred: dict[str, str] = field(default_factory=dict)  # path → reason
+    in_flight: int = 0
+    last_rescan_at: float = 0.0
+
+
+class Daemon:
+    """One config generation's worth of state; rebuilt on SIGHUP."""
+
+    def __init__(self, cfg: Config, paths: Paths, env: Mapping[str, str], notifier: Notifier,
+                 ledger: Ledger, counters: Counters) -> None:
+        self.cfg, self.paths, self.env = cfg, paths, env
+        self.notifier, self.ledger, self.counters = notifier, ledger, counters
+        self.log = structlog.get_logger(logsetup.LOGGER_NAME)
+        self.roots: list[Root] = roots(cfg, env)
+        self.workers = effective_workers(cfg)
+        self.limiter = trio.CapacityLimiter(self.workers)
+        self.db = trio.CapacityLimiter(1)  # one SQLite connection: serialise its use
+        self.busy: set[str] = set()
+        self.again: set[str] = set()
+        self.attempts: dict[str, int] = {}
+        self.pool: cf.Executor | None = None
+        self.scope = trio.CancelScope()  # cancelled by begin_shutdown, even before run() enters it
+        self.shields: set[trio.CancelScope] = set()
+        self.shutdown_deadline = math.inf
+
+    # -- ledger access (off the trio thread, one at a time) --------------------------------------
+
+    async def _db(self, fn, *args):
+        return await trio.to_thread.run_sync(fn, *args, limiter=self.db)
+
+    # -- identify -------------------------------------------------------------------------------
+
+    def identify(self, path: Path) -> Identity | None:
+        for root in self.roots:
+            if path.is_relative_to(root.path):
+                ident = root.source.identify(root.path, path)
+                if ident is not None:
+                    return ident
+        return None
+
+    def wanted(self, path: Path) -> bool:
+        return path.suffix == ".jsonl"
+
+    # -- the work -------------------------------------------------------------------------------
+
+    async def sync_path(self, ident: Identity) -> Outcome:
+        key = str(ident.path)
+        row = await self._db(self.ledger.get, ident.kind, key)
+        job = Job(ident, row, self.paths.codex_home, self.paths.ledger)
+        self.counters.in_flight += 1
+        try:
+            if self.pool is not None:
+                fut = self.pool.submit(sync_session, job)
+                out = await trio.to_thread.run_sync(fut.result, limiter=self.limiter, abandon_on_cancel=True)
+            else:
+                out = await trio.to_thread.run_sync(sync_session, job, limiter=self.limiter, abandon_on_cancel=True)
+            await self._db(record, self.ledger, out, self.log)
+        finally:
+            self.counters.in_flight -= 1
+        return out
+
+    async def worker(self, due: trio.MemoryReceiveChannel[Identity], retry: trio.MemorySendChannel[Path],
+                     nursery: trio.Nursery) -> None:
+        async with due:
+            async for ident in due:
+                key = str(ident.path)
+                if key in self.busy:
+                    self.again.add(key)
+                    continue
+                self.busy.add(key)
+                try:
+                    while True:
+                        with trio.CancelScope(shield=True) as scope:
+                            scope.deadline = self.shutdown_deadline
+                            self.shields.add(scope)
+                            try:
+                                out = await self.sync_path(ident)
+                            finally:
+                                self.shields.discard(scope)
+                        if scope.cancelled_caught:
+                            return
+                        self._after(out, key, retry, nursery)
+                        if key not in self.again:
+                            break
+                        self.again.discard(key)
+                finally:
+                    self.busy.discard(key)
+
+    def _after(self, out: Outcome, key: str, retry: trio.MemorySendChannel[Path], nursery: trio.Nursery) -> None:
+        c = self.counters
+        if out.kind in ("deferred", "failed"):
+            n = self.attempts.get(key, 0)
+            self.attempts[key] = n + 1
+            if out.kind == "deferred":
+                c.deferred[key] = out.message or "deferred"
+            else:
+                c.failed += 1
+            nursery.start_soon(self._retry_later, Path(key), RETRY_DELAYS[min(n, len(RETRY_DELAYS) - 1)], retry)
+        else:
+            self.attempts.pop(key, None)
+            c.deferred.pop(key, None)
+            if out.kind != "unchanged":
+                c.synced += 1
+
+    async def _retry_later(self, path: Path, delay: float, retry: trio.MemorySendChannel[Path]) -> None:
+        await trio.sleep(delay)
+        try:
+            retry.send_nowait(path)
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # queue full or shutting down: the next rescan picks it up
+
+    async def reconcile(self, due: trio.MemorySendChannel[Identity], reason: str) -> None:
+        """Compare every discovered session with the ledger by stat and queue the ones that differ."""
+        began = time.perf_counter()
+        self.log.info("rescan.started", reason=reason)
+        found, warnings = await trio.to_thread.run_sync(discover, self.cfg, self.env)
+        for w in warnings:
+            self.log.warning("source.error", error=w)
+        known = await self._db(self.ledger.stats)
+        failing = await self._db(self.ledger.failures)
+        todo = [f for f in found
+                if known.get((f.ident.kind, str(f.ident.path))) != (f.stat.st_size, f.stat.st_mtime_ns, f.stat.st_ino)
+                or (f.ident.kind, str(f.ident.path)) in failing]
+        total = sum(f.stat.st_size for f in todo)
+        if self.pool is None and total >= PROCESS_POOL_MIN_BYTES and self.workers > 1:
+            self.pool = make_executor(self.workers, "process", total)  # a big backlog: use both cores
+        todo.sort(key=lambda f: -f.stat.st_size)
+        for f in todo:
+            await due.send(f.ident)
+        self.counters.last_rescan_at = time.time()
+        self.log.info("rescan.done", sessions=len(found), queued=len(todo), bytes=total, reason=reason,
+                      duration_ms=round((time.perf_counter() - began) * 1000, 1))
+
+    async def route(self, events: trio.MemoryReceiveChannel[WatchEvent], paths: trio.MemorySendChannel[Path],
+                    rescans: trio.MemorySendChannel[str]) -> None:
+        async with events:
+            async for ev in events:
+                if isinstance(ev, Changed):
+                    await paths.send(ev.path)
+                elif isinstance(ev, Deleted):
+                    if self.identify(ev.path) is not None:
+                        self.log.info("source.deleted", path=str(ev.path))
+                else:
+                    event = "watch.overflow" if "overflow" in ev.reason else (
+                        "watch.root_appeared" if "appeared" in ev.reason else "rescan.started")
+                    if event != "rescan.started":
+                        self.log.warning(event, reason=ev.reason)
+                    try:
+                        rescans.send_nowait(ev.reason)
+                    except trio.WouldBlock:
+                        pass  # a rescan is already queued; it will see this change too
+
+    async def resolve(self, paths: trio.MemoryReceiveChannel[Path], due: trio.MemorySendChannel[Identity]) -> None:
+        """Debounced paths → identities of our sessions (other files under the roots are ignored)."""
+        async with paths:
+            async for path in paths:
+                ident = self.identify(path)
+                if ident is not None:
+                    await due.send(ident)
+
+    async def rescanner(self, rescans: trio.MemoryReceiveChannel[str], due: trio.MemorySendChannel[Identity]) -> None:
+        async with rescans:
+            while True:
+                reason = "periodic"
+                with trio.move_on_after(self.cfg.rescan_interval_s):
+                    reason = await rescans.receive()
+                await self.reconcile(due, reason)
+
+    async def status_loop(self) -> None:
+        """Tell the service manager how we are doing, only when something changed (quiet when idle)."""
+        last = None
+        while True:
+            c = self.counters
+            text = (f"{c.synced} synced, {c.in_flight} in flight, {len(c.deferred)} deferred, {c.failed} failed")
+            if text != last:
+                self.notifier.status(text)
+                last = text
+            await trio.sleep(5 if c.in_flight else 60)
+
+    async def serve_generation(self) -> None:
+        """Run until begin_shutdown; tell the service manager once the first reconcile is done."""
+        with self.scope:
+            async with trio.open_nursery() as n:
+                await n.start(self.run)
+                self.notifier.ready()
+                self.log.info("daemon.ready", watching=[str(r.path) for r in self.roots], workers=self.workers)
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        cap = max(64, self.workers * 4)
+        ev_send, ev_recv = trio.open_memory_channel[WatchEvent](4096)
+        path_send, path_recv = trio.open_memory_channel[Path](cap)
+        due_path_send, due_path_recv = trio.open_memory_channel[Path](cap)
+        due_send, due_recv = trio.open_memory_channel[Identity](self.workers)
+        rescan_send, rescan_recv = trio.open_memory_channel[str](1)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(watch, [r.path for r in self.roots], ev_send)
+                for _ in range(self.workers):
+                    nursery.start_soon(self.worker, due_recv.clone(), path_send.clone(), nursery)
+                await self.reconcile(due_send, "startup")
+                task_status.started()
+                nursery.start_soon(self.route, ev_recv, path_send, rescan_send)
+                nursery.start_soon(debounce, path_recv, due_path_send, self.cfg.quiet_ms / 1000,
+                                   self.cfg.max_wait_ms / 1000)
+                nursery.start_soon(self.resolve, due_path_recv, due_send.clone())
+                nursery.start_soon(self.rescanner, rescan_recv, due_send)
+                nursery.start_soon(self.status_loop)
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def begin_shutdown(self, timeout: float) -> None:
+        """Cancel everything but in-flight sessions; give those `timeout` seconds to finish."""
+        self.shutdown_deadline = trio.current_time() + timeout
+        for scope in list(self.shields):
+            scope.deadline = min(scope.deadline, self.shutdown_deadline)
+        self.scope.cancel()
+
+
+async def serve(cfg: Config, paths: Paths, env: Mapping[str, str], overrides: argparse.Namespace | None) -> int:
+    """Run config generations until SIGTERM/SIGINT; SIGHUP swaps in a freshly loaded config."""
+    log = structlog.get_logger(logsetup.LOGGER_NAME)
+    notifier = Notifier.from_env(env)
+    ledger = Ledger(paths.ledger)
+    counters = Counters()
+    log.info("daemon.started", pid=os.getpid(), codex_home=str(paths.codex_home), state_dir=str(paths.state_dir))
+    try:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async with trio.open_nursery() as top:
+                top.start_soon(watchdog_loop, notifier)
+                while True:
+                    daemon = Daemon(cfg, paths, env, notifier, ledger, counters)
+                    async with trio.open_nursery() as generation:
+                        generation.start_soon(daemon.serve_generation)
+                        while True:
+                            sig = await signals.__anext__()
+                            if sig != signal.SIGHUP:
+                                break
+                            notifier.reloading()
+                            try:
+                                new_cfg, new_paths = _reload(env, overrides)
+                            except ConfigError as exc:
+                                log.error("daemon.reload", error=str(exc), outcome="kept the running config")
+                                notifier.ready()
+                                continue
+                            log.info("daemon.reload", outcome="applied")
+                            logsetup.set_level(new_cfg.log_level)
+                            break
+                        stopping = sig != signal.SIGHUP
+                        if stopping:
+                            notifier.stopping()
+                            log.info("daemon.stopping", signal=signal.Signals(sig).name)
+                            top.start_soon(_second_interrupt, signals)
+                        daemon.begin_shutdown(cfg.shutdown_timeout_s)
+                    if stopping:
+                        break
+                    cfg, paths = new_cfg, new_paths
+                top.cancel_scope.cancel()
+    finally:
+        ledger.close()
+    log.info("daemon.stopped")
+    return 0
+
+
+async def _second_interrupt(signals) -> None:
+    async for sig in signals:
+        if sig == signal.SIGINT:
+            os._exit(130)  # at once; the ledger stays consistent (uncommitted work is redone at next start)
+
+
+def _reload(env: Mapping[str, str], overrides: argparse.Namespace | None) -> tuple[Config, Paths]:
+    """The config file again, with the same command-line flags on top."""
+    from daemon.cli import load_config
+
+    if overrides is not None:
+        return load_config(overrides, env)
+    cfg, _ = load(None, env)
+    return cfg, resolve_paths(cfg, env)
+
+
+def run_daemon(cfg: Config, paths: Paths, env: Mapping[str, str], args: argparse.Namespace | None = None) -> int:
+    from daemon import pidlock
+
+    console = logsetup.console_mode(sys.stderr, env)
+    if env.get("XPC_SERVICE_NAME", "0") not in ("0", ""):
+        console = "none"  # launchd: stderr goes to an unrotated file; the JSON log has it all
+    logsetup.configure(paths.log_dir, cfg.log_level, console=console, env=env)
+    logging.getLogger("watchdog").setLevel(max(logging.INFO, logging.getLogger().level))  # its per-event debug
+    problem = check_codex_home(paths.codex_home)
+    if problem:
+        print(f"session-syncd: {problem}", file=sys.stderr)
+        return 1
+    try:
+        with pidlock.acquire(paths.state_dir, env):
+            return trio.run(serve, cfg, paths, env, args)
+    except pidlock.AlreadyRunning as exc:
+        print(f"session-syncd: {exc}", file=sys.stderr)
+        return 1
+    except LedgerError as exc:
+        print(f"session-syncd: {exc}", file=sys.stderr)
+        return 1
