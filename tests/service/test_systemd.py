@@ -71,7 +71,7 @@ def test_awkward_paths_survive_quoting(tmp_path: Path, spec: ServiceSpec) -> Non
 def test_unit_has_the_required_settings(spec: ServiceSpec) -> None:
     text = systemd.render(spec)
     assert not re.findall(r"^[^#].*@[A-Z_]+@", text, re.M), "unfilled placeholder"
-    for line in ["Type=notify", "NotifyAccess=main", "WatchdogSec=30", "Restart=on-failure",
+    for line in ["Type=notify", "NotifyAccess=main", "WatchdogSec=180", "Restart=on-failure",
                  "ExecReload=/bin/kill -HUP $MAINPID", "TimeoutStopSec=15", "NoNewPrivileges=yes",
                  "PrivateTmp=yes", "ProtectSystem=strict", "ProtectHome=read-only", "UMask=0077",
                  "WantedBy=default.target",
