@@ -104,14 +104,38 @@ class Line(msgspec.Struct):
 
 
 _ENCODER = msgspec.json.Encoder()
+_encode_payload = _ENCODER.encode
+
+# Hot path: every rollout line carries a timestamp, and consecutive lines mostly share one (a message is
+# 2-4 lines) or at least its second. One-entry caches (a tuple swap is atomic, so threads may share them).
+_last_ms: tuple[int | None, str] = (None, "")
+_last_sec: tuple[int | None, str] = (None, "")
 
 
 def iso_ms(ms: int) -> str:
     """RFC 3339 UTC with milliseconds and `Z`, the timestamp format of every rollout line."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    global _last_ms, _last_sec
+    last = _last_ms
+    if last[0] == ms:
+        return last[1]
+    sec = ms // 1000
+    prefix = _last_sec
+    if prefix[0] != sec:
+        prefix = _last_sec = (sec, datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S."))
+    text = f"{prefix[1]}{ms - sec * 1000:03d}Z"
+    _last_ms = (ms, text)
+    return text
+
+
+_HEADS: dict[str, bytes] = {}
 
 
 def encode(timestamp_ms: int, kind: str, payload: _Payload | SessionMeta) -> bytes:
-    """One rollout line, newline included."""
-    return _ENCODER.encode(Line(iso_ms(timestamp_ms), kind, payload)) + b"\n"
+    """One rollout line, newline included: exactly `Line(iso_ms(timestamp_ms), kind, payload)` encoded.
+
+    The envelope is spliced by hand (timestamp and kind need no JSON escaping; kind is checked once).
+    """
+    head = _HEADS.get(kind)
+    if head is None:
+        head = _HEADS[kind] = b'","type":' + _encode_payload(kind) + b',"payload":'
+    return b"".join((b'{"timestamp":"', iso_ms(timestamp_ms).encode(), head, _encode_payload(payload), b"}\n"))
