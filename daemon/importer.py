@@ -12,6 +12,7 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -44,7 +45,14 @@ def make_executor(workers: int, mode: str, total_bytes: int) -> cf.Executor:
     """A process pool when it pays (mode "auto": enough bytes and more than one worker), else threads."""
     use_processes = mode == "process" or (mode == "auto" and workers > 1 and total_bytes >= PROCESS_POOL_MIN_BYTES)
     if use_processes:
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        methods = multiprocessing.get_all_start_methods()
+        # fork starts a worker in ~10 ms, forkserver in ~170 ms (it boots an interpreter and imports the
+        # engine first), which is a quarter of a whole import. fork is only safe while this process has a
+        # single thread, as the one-shot `import` does; a threaded caller (the daemon) gets forkserver.
+        if sys.platform == "linux" and "fork" in methods and threading.active_count() == 1:
+            method = "fork"
+        else:
+            method = "forkserver" if "forkserver" in methods else "spawn"
         ctx = multiprocessing.get_context(method)
         if method == "forkserver":
             ctx.set_forkserver_preload(["daemon.engine"])
