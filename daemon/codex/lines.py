@@ -110,18 +110,24 @@ _encode_payload = _ENCODER.encode
 # 2-4 lines) or at least its second. One-entry caches (a tuple swap is atomic, so threads may share them).
 _last_ms: tuple[int | None, str] = (None, "")
 _last_sec: tuple[int | None, str] = (None, "")
+_last_day: tuple[int | None, str] = (None, "")
 
 
 def iso_ms(ms: int) -> str:
     """RFC 3339 UTC with milliseconds and `Z`, the timestamp format of every rollout line."""
-    global _last_ms, _last_sec
+    global _last_ms, _last_sec, _last_day
     last = _last_ms
     if last[0] == ms:
         return last[1]
     sec = ms // 1000
     prefix = _last_sec
     if prefix[0] != sec:
-        prefix = _last_sec = (sec, datetime.fromtimestamp(sec, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S."))
+        day, in_day = divmod(sec, 86400)
+        date = _last_day
+        if date[0] != day:
+            date = _last_day = (day, datetime.fromtimestamp(day * 86400, tz=timezone.utc).strftime("%Y-%m-%dT"))
+        hours, rest = divmod(in_day, 3600)
+        prefix = _last_sec = (sec, f"{date[1]}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}.")
     text = f"{prefix[1]}{ms - sec * 1000:03d}Z"
     _last_ms = (ms, text)
     return text
