@@ -54,12 +54,16 @@ def _resolve_ref(git_dir: Path, common: Path, ref: str) -> str | None:
 
 
 def _origin_url(common: Path) -> str | None:
-    parser = configparser.RawConfigParser(strict=False)
+    # git allows valueless keys (`\tbare` = true), trailing `# …`/`; …` comments and quoted values
+    parser = configparser.RawConfigParser(strict=False, allow_no_value=True, inline_comment_prefixes=("#", ";"))
     try:
         parser.read(common / "config", encoding="utf-8")
-        return parser.get('remote "origin"', "url")
+        url = parser.get('remote "origin"', "url")
     except (configparser.Error, OSError, UnicodeDecodeError):
         return None
+    if url and len(url) >= 2 and url[0] == url[-1] == '"':
+        url = url[1:-1]
+    return url or None
 
 
 def git_info(cwd: str, recorded_branch: str | None = None) -> GitInfo | None:

@@ -91,7 +91,8 @@ class SessionMeta(msgspec.Struct, omit_defaults=True, kw_only=True):
     cli_version: str
     source: str
     model_provider: str
-    history_mode: str = "legacy"
+    # a factory, not a plain default: omit_defaults would otherwise drop this always-written key
+    history_mode: str = msgspec.field(default_factory=lambda: "legacy")
     git: GitInfo | None = None
 
 
