@@ -93,7 +93,14 @@ def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from daemon.importer import run_import, summary_line
     from daemon.ledger import LedgerError
 
+    from daemon import pidlock
+
     cfg, paths = load_config(args, env)
+    running = pidlock.read(paths.state_dir)
+    if running is not None:
+        print(f"session-syncd: the daemon (pid {running.pid}) is running and keeps every session in sync; "
+              "`import` is not needed (stop the daemon first to run it by hand)", file=sys.stderr)
+        return EXIT_FAILED
     logger = _logging(cfg, paths, env, console="none")
     try:
         summary = run_import(cfg, paths, env, logger, executor_mode=args.executor)
@@ -129,10 +136,15 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Doctor must report a broken config as one of its checks, so it falls back to the defaults."""
     from daemon.doctor import main as doctor_main
 
-    cfg, paths = load_config(args, env)
-    return doctor_main(cfg, paths, env)
+    try:
+        cfg, paths = load_config(args, env)
+    except ConfigError as exc:
+        cfg = Config()
+        return doctor_main(cfg, resolve_paths(cfg, env), env, config_path=args.config, config_error=str(exc))
+    return doctor_main(cfg, paths, env, config_path=args.config)
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

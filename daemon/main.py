@@ -32,6 +32,7 @@ import structlog
 import trio
 
 from daemon import log as logsetup
+from daemon import pidlock
 from daemon.config import Config, ConfigError, Paths, effective_workers, load, resolve_paths
 from daemon.debounce import debounce
 from daemon.discover import Root, discover, roots
@@ -52,6 +53,7 @@ class Counters:
     deferred: dict[str, str] = field(default_factory=dict)  # path → reason
     in_flight: int = 0
     last_rescan_at: float = 0.0
+    dirty: trio.Event = field(default_factory=trio.Event)  # set when anything above changed
 
 
 class Daemon:
@@ -108,6 +110,7 @@ class Daemon:
             await self._db(record, self.ledger, out, self.log)
         finally:
             self.counters.in_flight -= 1
+            self.changed()
         return out
 
     async def worker(self, due: trio.MemoryReceiveChannel[Identity], retry: trio.MemorySendChannel[Path],
@@ -179,6 +182,7 @@ class Daemon:
         for f in todo:
             await due.send(f.ident)
         self.counters.last_rescan_at = time.time()
+        self.changed()
         self.log.info("rescan.done", sessions=len(found), queued=len(todo), bytes=total, reason=reason,
                       duration_ms=round((time.perf_counter() - began) * 1000, 1))
 
@@ -217,16 +221,25 @@ class Daemon:
                     reason = await rescans.receive()
                 await self.reconcile(due, reason)
 
-    async def status_loop(self) -> None:
-        """Tell the service manager how we are doing, only when something changed (quiet when idle)."""
-        last = None
+    def changed(self) -> None:
+        self.counters.dirty.set()
+
+    async def status_loop(self, due: trio.MemorySendChannel[Identity]) -> None:
+        """Publish counters (sd_notify STATUS=, the live status file) when they change, at most every
+        2 s; with nothing happening it sleeps on an event (quiet when idle)."""
+        c = self.counters
         while True:
-            c = self.counters
-            text = (f"{c.synced} synced, {c.in_flight} in flight, {len(c.deferred)} deferred, {c.failed} failed")
-            if text != last:
-                self.notifier.status(text)
-                last = text
-            await trio.sleep(5 if c.in_flight else 60)
+            await c.dirty.wait()
+            c.dirty = trio.Event()
+            text = f"{c.synced} synced, {c.in_flight} in flight, {len(c.deferred)} deferred, {c.failed} failed"
+            self.notifier.status(text)
+            live = pidlock.LiveStatus(
+                pid=os.getpid(), updated_at=time.time(), in_flight=c.in_flight,
+                queued=due.statistics().current_buffer_used,
+                deferred=[pidlock.Deferred(path=p, reason=r) for p, r in c.deferred.items()],
+                last_rescan_at=c.last_rescan_at or None, watching=[str(r.path) for r in self.roots if r.path.is_dir()])
+            await trio.to_thread.run_sync(pidlock.write_live, self.paths.state_dir, live)
+            await trio.sleep(2)
 
     async def serve_generation(self) -> None:
         """Run until begin_shutdown; tell the service manager once the first reconcile is done."""
@@ -255,7 +268,7 @@ class Daemon:
                                    self.cfg.max_wait_ms / 1000)
                 nursery.start_soon(self.resolve, due_path_recv, due_send.clone())
                 nursery.start_soon(self.rescanner, rescan_recv, due_send)
-                nursery.start_soon(self.status_loop)
+                nursery.start_soon(self.status_loop, due_send)
         finally:
             if self.pool is not None:
                 self.pool.shutdown(wait=False, cancel_futures=True)
@@ -330,8 +343,6 @@ def _reload(env: Mapping[str, str], overrides: argparse.Namespace | None) -> tup
 
 
 def run_daemon(cfg: Config, paths: Paths, env: Mapping[str, str], args: argparse.Namespace | None = None) -> int:
-    from daemon import pidlock
-
     console = logsetup.console_mode(sys.stderr, env)
     if env.get("XPC_SERVICE_NAME", "0") not in ("0", ""):
         console = "none"  # launchd: stderr goes to an unrotated file; the JSON log has it all

@@ -70,9 +70,9 @@ class AlreadyRunning(Exception):
     def __init__(self, pid: int | None, state_dir: Path) -> None:
         self.pid, self.state_dir = pid, state_dir
         who = f"pid {pid}" if pid else "pid unknown"
-        kill = f" / kill {pid}" if pid else ""
+        kill = f", or kill {pid}" if pid else ""
         super().__init__(f"another session-syncd ({who}) already runs with state dir {state_dir}; "
-                         f"stop it first (session-syncd service stop{kill})")
+                         f"stop it first (systemctl --user stop session-syncd{kill})")
 
 
 _decode_info = msgspec.json.Decoder(DaemonInfo).decode

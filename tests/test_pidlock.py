@@ -32,7 +32,7 @@ def test_second_acquire_in_another_process_fails_and_read_sees_the_holder(tmp_pa
         assert caught.value.pid == holder.pid
         assert str(caught.value) == (
             f"another session-syncd (pid {holder.pid}) already runs with state dir {state}; "
-            f"stop it first (session-syncd service stop / kill {holder.pid})")
+            f"stop it first (systemctl --user stop session-syncd, or kill {holder.pid})")
 
         second = Holder(state)  # a third process fares no better
         assert second.first_line.startswith("busy another session-syncd")
