@@ -19,6 +19,7 @@ a worker process. It never raises for bad input: every outcome, failures include
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,9 @@ def sync_session(job: Job) -> Outcome:
         out.kind, out.message, out.row = "deferred", f"{busy}; will retry", None
     except store.StoreError as exc:
         out.kind, out.message, out.row = "failed", str(exc), None
+    except sqlite3.OperationalError as exc:  # the write intent could not be recorded: nothing was written
+        out.kind, out.row = "deferred", None
+        out.message = f"{ident.path}: the ledger is busy ({exc}); will retry"
     except OSError as exc:
         out.kind, out.row = "failed", None
         out.message = f"cannot read {ident.path}: {exc.strerror or exc}; check that the file is readable"
@@ -173,6 +177,7 @@ def _sync(job: Job, out: Outcome) -> None:
         new.thread_id, new.generation, new.title = row.thread_id, row.generation, row.title
         new.rollout_path, new.rollout_size = row.rollout_path, row.rollout_size
         new.rollout_tail_hash, new.rollout_body_end = row.rollout_tail_hash, row.rollout_body_end
+        new.rollout_body_hash = row.rollout_body_hash
     out.row = new
     if not state.thread.turns:
         out.kind = "pending"  # no user message yet: remember what we read, write nothing
@@ -194,17 +199,15 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
     if new.rollout_path is not None:
         assert row is not None and row.rollout_body_end is not None
         rollout = Path(new.rollout_path)
-        current = store.current_state(rollout)
-        committed = current == (row.rollout_size, row.rollout_tail_hash)
-        # A crash after our last write but before its commit leaves the file as our intent said.
-        interrupted = not committed and current is not None and current == (row.pending_size, row.pending_tail_hash)
-        if committed or interrupted:
+        owner = _owner(rollout, row)
+        if owner in ("ours", "interrupted"):
             with store.writer_lock(home, new.thread_id):
-                if mode == "append" and committed:
+                if mode == "append" and owner == "ours":
                     tail = b"".join(parts) + closing(state.thread)
                     _intend(job, store.planned_append(rollout, row.rollout_body_end, tail))
                     new.rollout_size, new.rollout_tail_hash = store.append_after(rollout, row.rollout_body_end, tail)
                     new.rollout_body_end = row.rollout_body_end + sum(map(len, parts))
+                    new.rollout_body_hash = store.tail_hash_at(rollout, new.rollout_body_end)
                     out.kind = "appended"
                 else:
                     if mode == "append":
@@ -217,7 +220,7 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
             new.updated_at = time.time()
             return
         # Someone else wrote to (or removed) the thread: leave it alone, start the next generation.
-        reason = "rollout missing" if current is None else "thread continued in Codex"
+        reason = "rollout missing" if owner == "missing" else "thread continued in Codex"
         generation = new.generation + 1
         thread = ids.thread_id(ident.kind, ident.session_id, str(ident.path), generation, state.source.start_ms)
         out.superseded = Superseded(thread_id=row.thread_id, source=ident.kind, path=str(ident.path),
@@ -236,6 +239,27 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
         _write_full(new, rollout, _full_chunks(new.thread_id, parts, state, cwd))
     _name(home, new, state)
     new.updated_at = time.time()
+
+
+def _owner(rollout: Path, row: Row) -> Literal["ours", "interrupted", "theirs", "missing"]:
+    """Who wrote the rollout last: us as committed, us without the commit (a crash), or someone else.
+
+    Codex continues a thread by appending after our closing lines, so "our whole file, then more" is
+    theirs. Our own interrupted write is either exactly what the write intent announced, or (a kill in
+    the middle of an append) a file whose body up to `rollout_body_end` is intact and whose rest is not.
+    """
+    current = store.current_state(rollout)
+    if current is None:
+        return "missing"
+    if current == (row.rollout_size, row.rollout_tail_hash):
+        return "ours"
+    if current == (row.pending_size, row.pending_tail_hash):
+        return "interrupted"
+    if current[0] > row.rollout_size and store.tail_hash_at(rollout, row.rollout_size) == row.rollout_tail_hash:
+        return "theirs"
+    if row.rollout_body_hash is not None and store.tail_hash_at(rollout, row.rollout_body_end) == row.rollout_body_hash:
+        return "interrupted"
+    return "theirs"
 
 
 def _intend(job: Job, planned: tuple[int, bytes]) -> None:
@@ -269,6 +293,7 @@ def _full_chunks(thread: str, parts: list[bytes], state: FoldState, cwd: str) ->
 def _write_full(new: Row, rollout: Path, chunks: list[bytes]) -> None:
     new.rollout_size, new.rollout_tail_hash = store.write_atomic(rollout, chunks)
     new.rollout_body_end = new.rollout_size - len(chunks[-1])
+    new.rollout_body_hash = store.planned_state(chunks[:-1])[1]
     new.rollout_path = str(rollout)
 
 

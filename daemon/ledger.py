@@ -40,6 +40,7 @@ _MIGRATIONS: dict[int, str] = {
         rollout_size      INTEGER,           -- what we last wrote: a different size or tail means
         rollout_tail_hash BLOB,              --   someone else (Codex) wrote to the thread
         rollout_body_end  INTEGER,           -- where our closing lines start
+        rollout_body_hash BLOB,              -- tail hash of the rollout's first body_end bytes
         pending_size      INTEGER,           -- write intent: the rollout as it will be after the write
         pending_tail_hash BLOB,              --   in flight (recognised as ours after a crash)
         title             TEXT,
@@ -94,6 +95,7 @@ class Row(msgspec.Struct, kw_only=True):
     rollout_size: int | None = None
     rollout_tail_hash: bytes | None = None
     rollout_body_end: int | None = None
+    rollout_body_hash: bytes | None = None
     pending_size: int | None = None
     pending_tail_hash: bytes | None = None
     title: str | None = None

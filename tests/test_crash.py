@@ -165,10 +165,6 @@ class CrashConflict(AssertionError):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(raises=CrashConflict, strict=False, reason=(
-    "not strict: whether a kill lands inside an append is random. Known causes: store.planned_append size bug "
-    "(see test_crash_after_append_before_commit_is_adopted) and torn appends "
-    "(test_crash_inside_append_after_truncate_is_adopted). Any other broken invariant fails this test."))
 def test_sigkill_at_random_moments_never_duplicates(tmp_path: Path) -> None:
     require_codex()
     rng = random.Random(SEED)
@@ -270,14 +266,7 @@ def _assert_adopted(tree: Tree, src: Path, before: dict) -> None:
     assert run_import(tree)["imported"] == 0
 
 
-PLANNED_APPEND_BUG = (
-    "daemon/codex/store.py planned_append() returns the size of the tail window (len(data), or 4096) instead "
-    "of keep + len(data), so the write intent of an append never matches the appended rollout and a crash "
-    "between an append and its commit is taken for 'thread continued in Codex' (conflict copy)")
-
-
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=PLANNED_APPEND_BUG)
 def test_crash_after_append_before_commit_is_adopted(small: Tree) -> None:
     src, before, _original, _out = _setup_interrupted_append(small)
     row = {r["path"]: r for r in ledger_rows(small)}[str(src)]
@@ -298,12 +287,9 @@ def test_crash_after_intent_before_append_is_adopted(small: Tree) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "besides the planned_append size bug: engine.py treats a rollout cut to rollout_body_end (store.append_after killed between its ftruncate and "
-    "its write) as 'thread continued in Codex': neither the committed nor the intended (size, tail hash) "
-    "matches, so it writes a conflict copy and leaves our own half-written rollout listed in Codex"))
 def test_crash_inside_append_after_truncate_is_adopted(small: Tree) -> None:
-    """store.append_after = ftruncate(keep) then write: a kill between them leaves only our body."""
+    """store.append_after = ftruncate(keep) then write: a kill between them leaves only our body,
+    which engine._owner recognises by the body's tail hash (no conflict copy)."""
     src, before, _original, _out = _setup_interrupted_append(small)
     os.truncate(before["rollout_path"], before["rollout_body_end"])
     _assert_adopted(small, src, before)

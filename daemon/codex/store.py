@@ -86,11 +86,23 @@ def planned_state(chunks: list[bytes]) -> tuple[int, bytes]:
 def planned_append(path: Path, keep: int, data: bytes) -> tuple[int, bytes]:
     """(size, tail hash) `path` will have after `append_after(path, keep, data)`."""
     if len(data) >= TAIL_BYTES:
-        return planned_state([data])
+        return keep + len(data), planned_state([data])[1]
     fd = os.open(path, os.O_RDONLY)
     try:
         start = max(0, keep - (TAIL_BYTES - len(data)))
-        return planned_state([os.pread(fd, keep - start, start), data])
+        return keep + len(data), planned_state([os.pread(fd, keep - start, start), data])[1]
+    finally:
+        os.close(fd)
+
+
+def tail_hash_at(path: Path, size: int) -> bytes | None:
+    """The tail hash of `path`'s first `size` bytes, or None if it is gone or shorter."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        return tail_hash(fd, size) if os.fstat(fd).st_size >= size else None
     finally:
         os.close(fd)
 
@@ -121,6 +133,8 @@ def write_atomic(path: Path, chunks: Iterable[bytes]) -> tuple[int, bytes]:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         _mkdirs(path.parent)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer of this thread
+            stale.unlink(missing_ok=True)
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             size = 0
