@@ -272,6 +272,11 @@ class Daemon:
         finally:
             if self.pool is not None:
                 self.pool.shutdown(wait=False, cancel_futures=True)
+                # Work still running past the shutdown deadline was abandoned: stop its processes now
+                # instead of letting interpreter exit wait for them. Safe: rollouts are replaced by
+                # rename or appended after our body, and engine._owner adopts an interrupted write.
+                for proc in list((getattr(self.pool, "_processes", None) or {}).values()):
+                    proc.terminate()
 
     def begin_shutdown(self, timeout: float) -> None:
         """Cancel everything but in-flight sessions; give those `timeout` seconds to finish."""
