@@ -66,6 +66,14 @@ class Source(Protocol):
     def parse_line(self, state: SourceState, line: bytes, ctx: ParseContext) -> Message | None: ...
 
 
+def project_dirs(root: Path) -> list[Path]:
+    """The sorted sub-folders of a source root (one per project for Claude Code and Cursor)."""
+    try:
+        return sorted(p for p in root.iterdir() if p.is_dir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 def rfc3339_ms(value: object) -> int | None:
     """Milliseconds since the epoch of an RFC 3339 timestamp with an offset; None if it is not one."""
     if not isinstance(value, str) or len(value) < 20:

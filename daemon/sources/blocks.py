@@ -8,9 +8,33 @@ block types as `[external unsupported block: TYPE]`. Pure functions over decoded
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from daemon.codex.text import trim, truncate
+
+class ConversationRecord(msgspec.Struct):
+    """Fields every Anthropic-shaped transcript line may carry; sources subclass it with their own.
+
+    Typed `Any` on purpose: a wrong type in one field must not cost the whole line (Codex reads
+    loosely too); unknown fields (usage, tool output copies, snapshots) are skipped unparsed.
+    """
+
+    cwd: Any = None
+    timestamp: Any = None
+    timestamp_ms: Any = None
+    isMeta: Any = None
+    isSidechain: Any = None
+    message: Any = None
+
+    def content(self) -> object:
+        return self.message.get("content") if isinstance(self.message, dict) else None
+
+    def injected(self) -> bool:
+        """Meta (injected context) and sidechain (subagent) records are not conversation turns."""
+        return self.isMeta is True or self.isSidechain is True
+
 
 TOOL_INPUT_MAX = 2000
 TOOL_RESULT_MAX = 4000

@@ -16,21 +16,13 @@ from typing import Any, Literal
 import msgspec
 
 from daemon.codex.text import trim
-from daemon.sources.base import Identity, ParseContext, SourceState, record_ts_ms
-from daemon.sources.blocks import render_content, unwrap_user_query
+from daemon.sources.base import Identity, ParseContext, SourceState, project_dirs, record_ts_ms
+from daemon.sources.blocks import ConversationRecord, render_content, unwrap_user_query
 from daemon.transcript import Message
 
 
-class Record(msgspec.Struct):
-    """The fields we read; everything else (usage, tool output copies, snapshots) is skipped unparsed."""
-
+class Record(ConversationRecord):
     type: Any = None
-    cwd: Any = None
-    timestamp: Any = None
-    timestamp_ms: Any = None
-    isMeta: Any = None
-    isSidechain: Any = None
-    message: Any = None
     gitBranch: Any = None
     customTitle: Any = None
     aiTitle: Any = None
@@ -53,11 +45,7 @@ class ClaudeSource:
         return [Path(base) / "projects" if base else home / ".claude" / "projects"]
 
     def discover(self, root: Path) -> Iterator[Identity]:
-        try:
-            projects = sorted(p for p in root.iterdir() if p.is_dir())
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        for project in projects:
+        for project in project_dirs(root):
             try:
                 names = sorted(project.iterdir())
             except OSError:
@@ -91,13 +79,12 @@ class ClaudeSource:
             return None
         if kind != "user" and kind != "assistant":
             return None
-        if rec.isMeta is True or rec.isSidechain is True:
+        if rec.injected():
             return None
         ts = record_ts_ms(rec.timestamp, rec.timestamp_ms)
         if state.start_ms is None and ts is not None:
             state.start_ms = ts
-        content = rec.message.get("content") if isinstance(rec.message, dict) else None
-        text, only_tool_result = render_content(content)
+        text, only_tool_result = render_content(rec.content())
         if text is None:
             return None
         if kind == "assistant" or only_tool_result:

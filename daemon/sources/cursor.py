@@ -18,8 +18,8 @@ from typing import Any, Literal
 import msgspec
 
 from daemon.codex.text import trim
-from daemon.sources.base import Identity, ParseContext, SourceState, record_ts_ms, rfc3339_ms
-from daemon.sources.blocks import render_content
+from daemon.sources.base import Identity, ParseContext, SourceState, project_dirs, record_ts_ms, rfc3339_ms
+from daemon.sources.blocks import ConversationRecord, render_content
 from daemon.transcript import Message
 
 MAX_PATH_PROBES = 128
@@ -27,14 +27,8 @@ _SEPARATORS = ("-", "_", ".", " ")
 _CONTEXT_BLOCK = re.compile(r"\s*<(timestamp|cursor_commands)>(.*?)</\1>", re.S)
 
 
-class Record(msgspec.Struct):
+class Record(ConversationRecord):
     role: Any = None
-    cwd: Any = None
-    timestamp: Any = None
-    timestamp_ms: Any = None
-    isMeta: Any = None
-    isSidechain: Any = None
-    message: Any = None
 
 
 _decode = msgspec.json.Decoder(Record).decode
@@ -111,11 +105,7 @@ class CursorSource:
         return [Path(env.get("HOME") or Path.home()) / ".cursor" / "projects"]
 
     def discover(self, root: Path) -> Iterator[Identity]:
-        try:
-            projects = sorted(p for p in root.iterdir() if p.is_dir())
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        for project in projects:
+        for project in project_dirs(root):
             transcripts = project / "agent-transcripts"
             paths: list[Path] = []
             for dirpath, dirnames, filenames in os.walk(transcripts):
@@ -145,11 +135,10 @@ class CursorSource:
         role = rec.role
         if role != "user" and role != "assistant":
             return None
-        if rec.isMeta is True or rec.isSidechain is True:
+        if rec.injected():
             return None
         ts = record_ts_ms(rec.timestamp, rec.timestamp_ms)
-        content = rec.message.get("content") if isinstance(rec.message, dict) else None
-        text, only_tool_result = render_content(content)
+        text, only_tool_result = render_content(rec.content())
         if text is None:
             return None
         if role == "user" and not only_tool_result:
