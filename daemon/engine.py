@@ -56,6 +56,7 @@ class Outcome(msgspec.Struct, kw_only=True):
     message: str | None = None  # the one-line reason for skipped / deferred / failed
     bytes_read: int = 0
     new_turns: int = 0
+    malformed: int = 0  # lines skipped in this sync because they were not a JSON object
     duration_ms: float = 0.0
 
 
@@ -133,7 +134,7 @@ def sync_session(job: Job) -> Outcome:
     except store.Busy as busy:
         out.kind, out.message, out.row = "deferred", f"{busy}; will retry", None
     except store.StoreError as exc:
-        out.kind, out.message, out.row = "failed", str(exc), None
+        out.kind, out.message, out.row = "failed", f"{ident.path}: {exc}", None
     except sqlite3.OperationalError as exc:  # the write intent could not be recorded: nothing was written
         out.kind, out.row = "deferred", None
         out.message = f"{ident.path}: the ledger is busy ({exc}); will retry"
@@ -161,6 +162,7 @@ def _sync(job: Job, out: Outcome) -> None:
                 start, hasher, mode = row.fold_state, prefix, "append"
         parts, state, prefix_hash, content_hash = _fold_file(fd, st.st_size, start, hasher, ident.kind, ctx)
         out.bytes_read = st.st_size
+        out.malformed = state.source.malformed - start.source.malformed
     finally:
         os.close(fd)
     if row is not None and content_hash == row.content_hash:
@@ -335,6 +337,8 @@ def record(ledger: Ledger, out: Outcome, log: object) -> None:
         fields["bytes"] = out.bytes_read
     if out.new_turns:
         fields["turns"] = out.new_turns
+    if out.malformed:
+        fields["malformed_lines"] = out.malformed
     if out.message:
         fields["error" if out.kind == "failed" else "reason"] = out.message
     if out.superseded is not None:

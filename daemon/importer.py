@@ -36,6 +36,7 @@ class Summary(msgspec.Struct, kw_only=True):
     deferred: int = 0
     sessions: int = 0
     bytes_read: int = 0
+    malformed_lines: int = 0  # skipped and counted, never fatal
     duration_s: float = 0.0
     by_kind: dict[str, int] = {}
     errors: list[str] = []
@@ -160,6 +161,7 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: object, *
 def _count(summary: Summary, out: Outcome) -> None:
     summary.by_kind[out.kind] = summary.by_kind.get(out.kind, 0) + 1
     summary.bytes_read += out.bytes_read
+    summary.malformed_lines += out.malformed
     if out.kind in ("imported", "appended", "rewritten", "conflict"):
         summary.imported += 1
     elif out.kind in ("unchanged", "touched", "pending"):
@@ -176,6 +178,8 @@ def _count(summary: Summary, out: Outcome) -> None:
 
 def summary_line(s: Summary) -> str:
     extra = f" / deferred {s.deferred}" if s.deferred else ""
+    if s.malformed_lines:
+        extra += f" ({s.malformed_lines} malformed lines skipped)"
     return (f"imported {s.imported} / unchanged {s.unchanged} / skipped {s.skipped} / failed {s.failed}{extra}"
             f" — {s.sessions} sessions, {s.bytes_read / 2**20:.1f} MiB read in {s.duration_s:.2f} s")
 

@@ -1,0 +1,100 @@
+"""Bad input and a hostile environment: each gives one clear line, the right exit code, and nothing
+already imported is lost or duplicated. Real files, real subprocesses, a real full tmpfs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from support import Tree, cli_command, ledger_rows, run_import
+
+
+def claude_session(tree: Tree, cwd: Path, name: str, turns: int, pad: int = 0, malformed: int = 0) -> Path:
+    path = tree.home / ".claude" / "projects" / "-p" / f"{name}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(turns):
+        for kind, text in (("user", f"question {i} " + "x" * pad), ("assistant", f"answer {i}")):
+            content = text if kind == "user" else [{"type": "text", "text": text}]
+            lines.append(json.dumps({"type": kind, "cwd": str(cwd), "sessionId": name,
+                                     "timestamp": f"2026-11-01T10:{i // 60:02d}:{i % 60:02d}.000Z",
+                                     "message": {"role": kind, "content": content}}))
+    lines[1:1] = ['{"type":"user","truncated'] * malformed
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Tree:
+    t = Tree(tmp_path)
+    (tmp_path / "repos" / "p").mkdir(parents=True)
+    return t
+
+
+def test_malformed_lines_are_skipped_and_counted(tree: Tree) -> None:
+    claude_session(tree, tree.root / "repos" / "p", "s1", turns=3, malformed=2)
+    summary = run_import(tree)
+    assert (summary["imported"], summary["failed"], summary["malformed_lines"]) == (1, 0, 2)
+    assert summary["returncode"] == 0
+
+
+def test_cwd_that_no_longer_exists_is_skipped_then_imported_when_back(tree: Tree) -> None:
+    gone = tree.root / "repos" / "gone"
+    claude_session(tree, gone, "s1", turns=2)
+    summary = run_import(tree)
+    assert (summary["imported"], summary["skipped"], summary["returncode"]) == (0, 1, 0)
+    assert any(str(gone) in e and "no longer exists" in e for e in summary["errors"]), summary["errors"]
+    assert not tree.rollouts()
+    gone.mkdir()
+    summary = run_import(tree)
+    assert (summary["imported"], summary["skipped"]) == (1, 0)
+    assert len(tree.rollouts()) == 1
+
+
+def test_missing_explicit_root_is_named(tree: Tree) -> None:
+    missing = tree.root / "nowhere"
+    proc = subprocess.run(cli_command("import", "--claude-root", str(missing)), env=tree.env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert f"claude folder {missing} does not exist" in proc.stderr
+
+
+def test_codex_home_that_cannot_exist_fails_cleanly(tree: Tree) -> None:
+    claude_session(tree, tree.root / "repos" / "p", "s1", turns=1)
+    blocker = tree.root / "a-file"
+    blocker.write_text("not a folder")
+    env = {**tree.env(), "CODEX_HOME": str(blocker / "codex")}
+    proc = subprocess.run(cli_command("import"), env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    (line,) = [l for l in proc.stderr.splitlines() if "Codex home" in l]
+    assert str(blocker / "codex") in line and "fix its permissions" in line
+    assert not tree.ledger_path.exists() or ledger_rows(tree) == []
+
+
+def test_full_disk_fails_that_session_only(tree: Tree) -> None:
+    """A 512 KiB tmpfs as CODEX_HOME (in a private mount namespace): the small session fits, the big one
+    cannot; the big one fails with the fix, leaves no temp file, and the small one is imported."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.fail("this test mounts a tmpfs: it needs root and unshare (CI and the dev machines have both)")
+    cwd = tree.root / "repos" / "p"
+    claude_session(tree, cwd, "small", turns=2)
+    claude_session(tree, cwd, "big", turns=40, pad=30_000)  # ~2.4 MiB of rollout
+    tree.codex_home.mkdir()
+    script = ('mount -t tmpfs -o size=512k tmpfs "$0" && "$@"; code=$?; '
+              'find "$0" -name "*.tmp" | sed "s/^/TEMP /"; exit $code')
+    proc = subprocess.run(["unshare", "--mount", "sh", "-c", script, str(tree.codex_home),
+                           *cli_command("import", "--json", "--workers", "1")],
+                          env=tree.env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    summary = json.loads([l for l in proc.stdout.splitlines() if l.startswith("{")][-1])
+    assert (summary["imported"], summary["failed"]) == (1, 1), summary
+    (error,) = summary["errors"]
+    assert "big.jsonl: cannot write" in error and "free some disk space" in error, error
+    assert "TEMP" not in proc.stdout
+    rows = {Path(r["path"]).stem: r for r in ledger_rows(tree)}
+    assert set(rows) == {"small"} and rows["small"]["thread_id"]
