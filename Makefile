@@ -10,7 +10,6 @@ CODEX_BIN := $(CODEX_DIR)/node_modules/.bin/codex
 
 $(BIN)/session-syncd: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c requirements.lock -e .
 	@touch $@
 

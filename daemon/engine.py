@@ -138,6 +138,9 @@ def sync_session(job: Job) -> Outcome:
     except sqlite3.OperationalError as exc:  # the write intent could not be recorded: nothing was written
         out.kind, out.row = "deferred", None
         out.message = f"{ident.path}: the ledger is busy ({exc}); will retry"
+    except FileNotFoundError:
+        out.kind, out.row = "skipped", None
+        out.message = f"{ident.path}: the source file is gone; its thread is kept"
     except OSError as exc:
         out.kind, out.row = "failed", None
         out.message = f"cannot read {ident.path}: {exc.strerror or exc}; check that the file is readable"

@@ -91,9 +91,6 @@ class Daemon:
                     return ident
         return None
 
-    def wanted(self, path: Path) -> bool:
-        return path.suffix == ".jsonl"
-
     # -- the work -------------------------------------------------------------------------------
 
     async def sync_path(self, ident: Identity) -> Outcome:
