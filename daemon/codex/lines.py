@@ -7,7 +7,7 @@ others). Struct field order is the JSON key order. Nothing here knows about sour
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import time
 
 import msgspec
 
@@ -105,44 +105,49 @@ class Line(msgspec.Struct):
 
 
 _ENCODER = msgspec.json.Encoder()
-_encode_payload = _ENCODER.encode
-
-# Hot path: every rollout line carries a timestamp, and consecutive lines mostly share one (a message is
-# 2-4 lines) or at least its second. One-entry caches (a tuple swap is atomic, so threads may share them).
-_last_ms: tuple[int | None, str] = (None, "")
-_last_sec: tuple[int | None, str] = (None, "")
-_last_day: tuple[int | None, str] = (None, "")
+encode_json = _ENCODER.encode
 
 
 def iso_ms(ms: int) -> str:
     """RFC 3339 UTC with milliseconds and `Z`, the timestamp format of every rollout line."""
-    global _last_ms, _last_sec, _last_day
-    last = _last_ms
-    if last[0] == ms:
-        return last[1]
-    sec = ms // 1000
-    prefix = _last_sec
-    if prefix[0] != sec:
-        day, in_day = divmod(sec, 86400)
-        date = _last_day
-        if date[0] != day:
-            date = _last_day = (day, datetime.fromtimestamp(day * 86400, tz=timezone.utc).strftime("%Y-%m-%dT"))
-        hours, rest = divmod(in_day, 3600)
-        prefix = _last_sec = (sec, f"{date[1]}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}.")
-    text = f"{prefix[1]}{ms - sec * 1000:03d}Z"
-    _last_ms = (ms, text)
-    return text
-
-
-_HEADS: dict[str, bytes] = {}
+    sec, milli = divmod(ms, 1000)
+    t = time.gmtime(sec)
+    return (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+            f".{milli:03d}Z")
 
 
 def encode(timestamp_ms: int, kind: str, payload: _Payload | SessionMeta) -> bytes:
-    """One rollout line, newline included: exactly `Line(iso_ms(timestamp_ms), kind, payload)` encoded.
+    """One rollout line, newline included."""
+    return encode_json(Line(iso_ms(timestamp_ms), kind, payload)) + b"\n"
 
-    The envelope is spliced by hand (timestamp and kind need no JSON escaping; kind is checked once).
-    """
-    head = _HEADS.get(kind)
-    if head is None:
-        head = _HEADS[kind] = b'","type":' + _encode_payload(kind) + b',"payload":'
-    return b"".join((b'{"timestamp":"', iso_ms(timestamp_ms).encode(), head, _encode_payload(payload), b"}\n"))
+
+# -- the hot path: the four lines that carry a message's text -----------------------------------------
+# Every message is written twice (an event and a response item). Rather than build two Structs and
+# JSON-escape the text twice, render.py escapes it once and splices it into these templates. The
+# templates are cut out of the Structs' own encoding at import time, so the Structs stay the schema.
+
+_MARK = "\x00text\x00"
+_EPOCH = "1970-01-01T00:00:00.000Z"
+
+
+class TextTemplate(msgspec.Struct, frozen=True):
+    middle: bytes  # from after the timestamp to the text
+    end: bytes  # from after the text to the newline, included
+
+    @classmethod
+    def of(cls, kind: str, payload: _Payload) -> TextTemplate:
+        line, mark = encode(0, kind, payload), encode_json(_MARK)
+        head = b'{"timestamp":"' + _EPOCH.encode()
+        assert line.startswith(head) and line.count(mark) == 1, line
+        middle, end = line[len(head):].split(mark)
+        return cls(middle, end)
+
+    def line(self, timestamp: bytes, text_json: bytes) -> bytes:
+        """`timestamp`: `iso_ms(...).encode()`; `text_json`: `encode_json(text)`."""
+        return b"".join((b'{"timestamp":"', timestamp, self.middle, text_json, self.end))
+
+
+USER_EVENT = TextTemplate.of("event_msg", UserMessage(message=_MARK))
+USER_ITEM = TextTemplate.of("response_item", MessageItem(role="user", content=(InputText(_MARK),)))
+AGENT_EVENT = TextTemplate.of("event_msg", AgentMessage(message=_MARK, phase=None, memory_citation=None))
+AGENT_ITEM = TextTemplate.of("response_item", MessageItem(role="assistant", content=(OutputText(_MARK),)))

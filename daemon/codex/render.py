@@ -73,13 +73,15 @@ def render(state: ThreadState, messages: Iterable[Message]) -> tuple[bytes, Thre
             out.append(enc(t, "event_msg", L.TaskStarted(
                 turn_id=f"{TURN_PREFIX}{s.turns}", started_at=s.open_started, model_context_window=None,
                 collaboration_mode_kind="default")))
-            out.append(enc(t, "event_msg", L.UserMessage(message=m.text)))
-            out.append(enc(t, "response_item", L.MessageItem(role="user", content=(L.InputText(m.text),))))
+            stamp, text = L.iso_ms(t).encode(), L.encode_json(m.text)
+            out.append(L.USER_EVENT.line(stamp, text))
+            out.append(L.USER_ITEM.line(stamp, text))
         elif s.turns:
             s.text_bytes += utf8_len(m.text)
             s.token_bytes = s.text_bytes
-            out.append(enc(t, "event_msg", _agent(m.text)))
-            out.append(enc(t, "response_item", L.MessageItem(role="assistant", content=(L.OutputText(m.text),))))
+            stamp, text = L.iso_ms(t).encode(), L.encode_json(m.text)
+            out.append(L.AGENT_EVENT.line(stamp, text))
+            out.append(L.AGENT_ITEM.line(stamp, text))
     return b"".join(out), s
 
 
