@@ -55,6 +55,7 @@ def render(state: ThreadState, messages: Iterable[Message]) -> tuple[bytes, Thre
     s = msgspec.structs.replace(state)
     out: list[bytes] = []
     enc = L.encode
+    stamp_of = L.Stamper()
     for m in messages:
         s.last_ts_ms = m.ts_ms
         if m.ts_ms is not None:
@@ -73,13 +74,13 @@ def render(state: ThreadState, messages: Iterable[Message]) -> tuple[bytes, Thre
             out.append(enc(t, "event_msg", L.TaskStarted(
                 turn_id=f"{TURN_PREFIX}{s.turns}", started_at=s.open_started, model_context_window=None,
                 collaboration_mode_kind="default")))
-            stamp, text = L.iso_ms(t).encode(), L.encode_json(m.text)
+            stamp, text = stamp_of(t), L.encode_json(m.text)
             out.append(L.USER_EVENT.line(stamp, text))
             out.append(L.USER_ITEM.line(stamp, text))
         elif s.turns:
             s.text_bytes += utf8_len(m.text)
             s.token_bytes = s.text_bytes
-            stamp, text = L.iso_ms(t).encode(), L.encode_json(m.text)
+            stamp, text = stamp_of(t), L.encode_json(m.text)
             out.append(L.AGENT_EVENT.line(stamp, text))
             out.append(L.AGENT_ITEM.line(stamp, text))
     return b"".join(out), s

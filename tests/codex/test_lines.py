@@ -1,0 +1,38 @@
+"""The hand-spliced hot path of lines.py must equal what the Structs encode, byte for byte."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from daemon.codex import lines as L
+
+MS = st.integers(min_value=0, max_value=253402300799999)  # up to 9999-12-31
+
+
+@given(MS)
+def test_iso_ms_is_rfc3339_utc_with_millis(ms: int) -> None:
+    dt = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+    assert L.iso_ms(ms) == dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+
+
+@settings(max_examples=200)
+@given(st.lists(MS, min_size=1, max_size=30))
+def test_stamper_equals_iso_ms_in_any_order(values: list[int]) -> None:
+    stamp = L.Stamper()
+    for ms in values + sorted(values):
+        assert stamp(ms) == L.iso_ms(ms).encode()
+
+
+@given(st.text(), MS)
+def test_text_templates_equal_struct_encoding(text: str, ms: int) -> None:
+    stamp, body = L.iso_ms(ms).encode(), L.encode_json(text)
+    assert L.USER_EVENT.line(stamp, body) == L.encode(ms, "event_msg", L.UserMessage(message=text))
+    assert L.USER_ITEM.line(stamp, body) == L.encode(
+        ms, "response_item", L.MessageItem(role="user", content=(L.InputText(text),)))
+    assert L.AGENT_EVENT.line(stamp, body) == L.encode(
+        ms, "event_msg", L.AgentMessage(message=text, phase=None, memory_citation=None))
+    assert L.AGENT_ITEM.line(stamp, body) == L.encode(
+        ms, "response_item", L.MessageItem(role="assistant", content=(L.OutputText(text),)))
