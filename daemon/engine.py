@@ -3,9 +3,11 @@
 Owns the per-session decision procedure shared by `import` and the daemon (there is no second path):
 
 1. `stat` equals the ledger's → unchanged, nothing read.
-2. Read the source once, in chunks, hashing (blake3) and folding as it goes. If the ledger's prefix
-   (`consumed` bytes) still hashes the same, only the bytes after it are folded (append); otherwise the
-   whole file is re-folded (rewrite). Same full hash as before → only the stat changed (touched).
+2. If the part we folded last time (`consumed` bytes) is still there — same length-and-ends fingerprint
+   (`prefix_fingerprint`) — only the bytes after it are read and folded (append: O(new bytes)), and the
+   content hash is chained: blake3(previous hash ‖ the bytes added). Otherwise the whole file is read
+   once, in chunks, hashed (blake3) and re-folded from the start (rewrite); the same hash as before
+   means only the stat changed (touched).
 3. Write: a new thread is written atomically at its deterministic path; an append cuts our previous
    closing lines and appends; a rewrite replaces the file atomically. Before touching an existing
    rollout we check it is still exactly what we wrote (size + tail hash): if Codex continued the
@@ -39,6 +41,7 @@ from daemon.sources import SOURCES
 from daemon.sources.base import Identity, ParseContext
 
 CHUNK = 8 << 20
+WINDOW = 64 << 10  # bytes at each end of the folded prefix that prefix_fingerprint checks
 ORIGINATOR = "session_syncd"
 CLI_VERSION = "0.169.0"  # the Codex version whose rollout format we write
 
@@ -78,21 +81,23 @@ def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ino
 
 
-def _hash_prefix(fd: int, length: int) -> blake3.blake3:
-    hasher = blake3.blake3()
-    offset = 0
-    while offset < length:
-        chunk = os.pread(fd, min(CHUNK, length - offset), offset)
-        if not chunk:
-            break
-        hasher.update(chunk)
-        offset += len(chunk)
-    return hasher
+def prefix_fingerprint(fd: int, length: int) -> bytes:
+    """Identifies the first `length` bytes of a file in O(1): blake3 of the length, the first and the
+    last WINDOW bytes. An agent's session only grows at its end, and a rewrite (compaction, a tool
+    rewriting the file) changes its length or bytes near one of its ends, so this tells "only appended"
+    from "rewritten" without reading what we already folded. A short read (the file shrank) never matches."""
+    head_end = min(WINDOW, length)
+    tail_start = max(head_end, length - WINDOW)
+    hasher = blake3.blake3(length.to_bytes(8, "little"))
+    hasher.update(os.pread(fd, head_end, 0))
+    hasher.update(os.pread(fd, length - tail_start, tail_start))
+    return hasher.digest()
 
 
-def _fold_file(fd: int, size: int, start: FoldState, hasher: blake3.blake3, kind: str,
-               ctx: ParseContext) -> tuple[list[bytes], FoldState, bytes, bytes]:
-    """Fold bytes [start.offset, size) in chunks; return (body parts, state, prefix hash, full hash)."""
+def _fold_file(fd: int, size: int, start: FoldState, kind: str, ctx: ParseContext,
+               hasher: blake3.blake3, hash_from: int) -> tuple[list[bytes], FoldState]:
+    """Fold bytes [start.offset, size) in chunks (the source is never held whole); feed the bytes from
+    `hash_from` on to `hasher`. Returns the body parts and the new state."""
     source = SOURCES[kind]
     state = start
     parts: list[bytes] = []
@@ -102,18 +107,16 @@ def _fold_file(fd: int, size: int, start: FoldState, hasher: blake3.blake3, kind
         chunk = os.pread(fd, min(CHUNK, size - offset), offset)
         if not chunk:
             break  # the file shrank while we read: fold what we have, the next event re-syncs
+        if offset + len(chunk) > hash_from:
+            hasher.update(memoryview(chunk)[max(0, hash_from - offset):])
         offset += len(chunk)
         buf = carry + chunk if carry else chunk
         before = state.offset
         body, state = fold(source, state, buf, ctx)
-        used = state.offset - before
-        hasher.update(memoryview(buf)[:used])
-        carry = buf[used:]
+        carry = buf[state.offset - before:]
         if body:
             parts.append(body)
-    prefix = hasher.copy().digest()
-    hasher.update(carry)
-    return parts, state, prefix, hasher.digest()
+    return parts, state
 
 
 def _meta_line(thread: str, state: FoldState, cwd: str, git: GitInfo | None) -> bytes:
@@ -158,20 +161,26 @@ def _sync(job: Job, out: Outcome) -> None:
             out.kind = "unchanged"
             return
         ctx = ParseContext(mtime_ms=st.st_mtime_ns // 1_000_000)
-        start, hasher, mode = FoldState(), blake3.blake3(), "new" if row is None else "rewrite"
-        if row is not None and row.consumed <= st.st_size and row.inode == st.st_ino:
-            prefix = _hash_prefix(fd, row.consumed)
-            if prefix.copy().digest() == row.prefix_hash:
-                start, hasher, mode = row.fold_state, prefix, "append"
-        parts, state, prefix_hash, content_hash = _fold_file(fd, st.st_size, start, hasher, ident.kind, ctx)
-        out.bytes_read = st.st_size
+        size = st.st_size
+        # (no inode check: a writer that replaces the file by rename keeps its bytes, not its inode)
+        if row is not None and row.consumed <= size and prefix_fingerprint(fd, row.consumed) == row.prefix_hash:
+            mode, start = "append", row.fold_state
+            hasher, hash_from = blake3.blake3(row.content_hash), row.size
+        else:
+            mode, start = ("new" if row is None else "rewrite"), FoldState()
+            hasher, hash_from = blake3.blake3(), 0
+        parts, state = _fold_file(fd, size, start, ident.kind, ctx, hasher, hash_from)
+        prefix_hash = prefix_fingerprint(fd, state.offset)
+        content_hash = hasher.digest() if mode != "append" or size > row.size else row.content_hash
+        out.bytes_read = size - start.offset
         out.malformed = state.source.malformed - start.source.malformed
     finally:
         os.close(fd)
-    if row is not None and content_hash == row.content_hash:
-        out.kind = "touched"
-        out.row = msgspec.structs.replace(row, size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino,
-                                          synced_at=time.time(), last_error=None, error_count=0)
+    if row is not None and (content_hash == row.content_hash or mode == "append" and state == start):
+        out.kind = "touched"  # same bytes, or no new complete line yet: remember the stat, write nothing
+        out.row = msgspec.structs.replace(row, size=size, mtime_ns=st.st_mtime_ns, inode=st.st_ino,
+                                          content_hash=content_hash, synced_at=time.time(), last_error=None,
+                                          error_count=0)
         return
     now = time.time()
     new = Row(source=ident.kind, path=str(path), session_id=ident.session_id, size=st.st_size,
@@ -280,13 +289,15 @@ def _refold(ident: Identity, ctx: ParseContext, new: Row) -> tuple[list[bytes], 
     fd = os.open(ident.path, os.O_RDONLY)
     try:
         st = os.fstat(fd)
-        parts, state, prefix, full = _fold_file(fd, st.st_size, FoldState(), blake3.blake3(), ident.kind, ctx)
+        hasher = blake3.blake3()
+        parts, state = _fold_file(fd, st.st_size, FoldState(), ident.kind, ctx, hasher, 0)
+        prefix = prefix_fingerprint(fd, state.offset)
     finally:
         os.close(fd)
     if state.source.start_ms is None:
         state.source.start_ms = new.fold_state.source.start_ms
-    new.size, new.mtime_ns, new.inode = _stat_key(st)[0], st.st_mtime_ns, st.st_ino
-    new.content_hash, new.prefix_hash, new.consumed, new.fold_state = full, prefix, state.offset, state
+    new.size, new.mtime_ns, new.inode = _stat_key(st)
+    new.content_hash, new.prefix_hash, new.consumed, new.fold_state = hasher.digest(), prefix, state.offset, state
     return parts, state
 
 

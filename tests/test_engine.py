@@ -1,0 +1,105 @@
+"""engine.sync_session on real files: which path each kind of change takes, and what it reads."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from daemon.engine import Job, Outcome, record, sync_session
+from daemon.ledger import Ledger
+from daemon.sources import SOURCES
+
+
+class Quiet:
+    def __getattr__(self, _name: str):
+        return lambda *a, **k: None
+
+
+def line(kind: str, text: str, cwd: Path, i: int) -> bytes:
+    content = text if kind == "user" else [{"type": "text", "text": text}]
+    return json.dumps({"type": kind, "cwd": str(cwd), "timestamp": f"2026-11-01T10:00:{i:02d}.000Z",
+                       "message": {"role": kind, "content": content}}).encode() + b"\n"
+
+
+@pytest.fixture
+def env(tmp_path: Path):
+    cwd = tmp_path / "repo"
+    cwd.mkdir()
+    root = tmp_path / "projects"
+    src = root / "-repo" / "s1.jsonl"
+    src.parent.mkdir(parents=True)
+    src.write_bytes(b"".join(line(k, f"{k} {i} " + "z" * 200_000, cwd, i)
+                             for i in range(3) for k in ("user", "assistant")))
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+
+    def sync() -> Outcome:
+        ident = SOURCES["claude"].identify(root, src)
+        out = sync_session(Job(ident, ledger.get("claude", str(src)), tmp_path / "codex", ledger.path))
+        record(ledger, out, Quiet())
+        return out
+
+    yield src, cwd, sync
+    ledger.close()
+
+
+def test_append_reads_only_the_new_bytes(env) -> None:
+    src, cwd, sync = env
+    assert sync().kind == "imported"
+    added = line("user", "one more", cwd, 10) + line("assistant", "ok", cwd, 11)
+    with src.open("ab") as f:
+        f.write(added)
+    out = sync()
+    assert (out.kind, out.bytes_read, out.new_turns) == ("appended", len(added), 1)
+
+
+def test_append_by_rename_is_still_an_append(env) -> None:
+    src, cwd, sync = env
+    sync()
+    tmp = src.with_suffix(".new")
+    tmp.write_bytes(src.read_bytes() + line("user", "renamed in", cwd, 12))
+    os.replace(tmp, src)  # a new inode, the same bytes plus more
+    assert sync().kind == "appended"
+
+
+def test_touch_reads_nothing(env) -> None:
+    src, _cwd, sync = env
+    first = sync()
+    os.utime(src, ns=(0, 1_000_000_000))
+    out = sync()
+    assert (out.kind, out.bytes_read) == ("touched", 0)
+    assert out.row is not None and out.row.thread_id == first.row.thread_id
+
+
+@pytest.mark.parametrize("where", ["head", "tail", "length"])
+def test_rewrites_are_detected(env, where: str) -> None:
+    src, cwd, sync = env
+    thread = sync().row.thread_id
+    data = bytearray(src.read_bytes())
+    if where == "head":
+        data[100:101] = b"Q" if data[100:101] != b"Q" else b"R"  # same length, first bytes differ
+    elif where == "tail":
+        data[-200:-199] = b"Q" if data[-200:-199] != b"Q" else b"R"  # same length, last bytes differ
+    else:
+        data = data[: len(data) // 2]
+        data = data[: data.rfind(b"\n") + 1]  # a compaction: fewer lines
+    src.write_bytes(bytes(data))
+    out = sync()
+    assert out.kind == "rewritten" and out.row.thread_id == thread
+    assert out.bytes_read == len(data)
+
+
+def test_partial_last_line_waits(env) -> None:
+    src, cwd, sync = env
+    sync()
+    whole = line("user", "half now, half later", cwd, 20)
+    with src.open("ab") as f:
+        f.write(whole[:20])
+    out = sync()
+    assert out.kind == "touched" and out.new_turns == 0
+    with src.open("ab") as f:
+        f.write(whole[20:])
+    out = sync()
+    assert (out.kind, out.new_turns) == ("appended", 1)
