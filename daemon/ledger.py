@@ -30,9 +30,10 @@ _MIGRATIONS: dict[int, str] = {
         size              INTEGER NOT NULL,  -- stat of the version we consumed
         mtime_ns          INTEGER NOT NULL,
         inode             INTEGER NOT NULL,
-        content_hash      BLOB NOT NULL,     -- blake3 of the whole source at that stat
+        content_hash      BLOB NOT NULL,     -- blake3 of the source at its last full read, chained
+                                             --   with each append: blake3(previous ‖ bytes added)
         consumed          INTEGER NOT NULL,  -- bytes of complete lines folded
-        prefix_hash       BLOB NOT NULL,     -- blake3 of source[:consumed]
+        prefix_hash       BLOB NOT NULL,     -- fingerprint of source[:consumed] (engine.prefix_fingerprint)
         fold_state        BLOB NOT NULL,     -- msgpack FoldState, to resume on append
         thread_id         TEXT,              -- NULL until the session has a user turn
         generation        INTEGER NOT NULL DEFAULT 0,
