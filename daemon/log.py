@@ -67,6 +67,7 @@ EVENTS: Mapping[str, str] = MappingProxyType({
     "watch.overflow": "the file watcher dropped events; a rescan follows",
     "watch.root_appeared": "a source root that did not exist appeared and is now watched",
     "import.done": "a one-shot `session-syncd import` finished (counts, `duration_ms`)",
+    "notify.failed": "a message to the service manager (sd_notify) could not be sent; logged once",
 })
 
 FIELDS: Mapping[str, str] = MappingProxyType({

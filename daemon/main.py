@@ -346,7 +346,7 @@ def _reload(env: Mapping[str, str], overrides: argparse.Namespace | None) -> tup
 
 def run_daemon(cfg: Config, paths: Paths, env: Mapping[str, str], args: argparse.Namespace | None = None) -> int:
     console = logsetup.console_mode(sys.stderr, env)
-    if env.get("XPC_SERVICE_NAME", "0") not in ("0", ""):
+    if pidlock.detect_manager(env) == "launchd":
         console = "none"  # launchd: stderr goes to an unrotated file; the JSON log has it all
     logsetup.configure(paths.log_dir, cfg.log_level, console=console, env=env)
     logging.getLogger("watchdog").setLevel(max(logging.INFO, logging.getLogger().level))  # its per-event debug

@@ -79,7 +79,7 @@ class Notifier:
         except OSError as exc:
             if not self._failed:
                 self._failed = True
-                log.warning("sd_notify failed; further failures are not logged",
+                log.warning("notify.failed", note="further failures are not logged",
                             socket=repr(self.address), error=str(exc))
             return False
 
