@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--max-age", type=float, metavar="DAYS", help="only sessions modified in the last DAYS days")
     p.add_argument("--max-sessions", type=int, metavar="N", help="only the N most recently modified sessions")
-    p.add_argument("--workers", type=int, metavar="N", help="sessions processed at once (default: cores, at least 2)")
+    p.add_argument("--max-inflight", "--workers", dest="workers", type=int, metavar="N",
+                   help="sessions processed at once (default: cores, at least 2)")
     p.add_argument("--executor", choices=("auto", "process", "thread"), default="auto", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print a machine-readable summary instead of the summary line")
     p = sub.add_parser("run", help="run the daemon in the foreground: watch and keep every session in sync")
@@ -60,7 +61,7 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Confi
         updates["state_dir"] = args.state_dir
     if getattr(args, "log_level", None):
         updates["log_level"] = args.log_level
-    for attr, key in (("max_age", "max_age_days"), ("max_sessions", "max_sessions"), ("workers", "workers")):
+    for attr, key in (("max_age", "max_age_days"), ("max_sessions", "max_sessions"), ("workers", "max_inflight")):
         value = getattr(args, attr, None)
         if value is not None:
             updates[key] = value

@@ -36,8 +36,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     # Import selection: none by default (Codex only takes the 50 newest of 30 days; we take all).
     max_age_days: float | None = None
     max_sessions: int | None = None
-    # Sessions processed at once; 0 means the number of cores, at least 2.
-    workers: int = 0
+    # Sessions synced at once (import and daemon); 0 means the number of cores, at least 2.
+    max_inflight: int = 0
     # Daemon timing.
     quiet_ms: int = 750
     max_wait_ms: int = 10_000
@@ -47,7 +47,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 
     def __post_init__(self) -> None:
         checks = [
-            (self.workers >= 0, "workers must be >= 0 (0 = number of cores)"),
+            (self.max_inflight >= 0, "max_inflight must be >= 0 (0 = number of cores)"),
             (self.quiet_ms > 0, "quiet_ms must be > 0"),
             (self.max_wait_ms >= self.quiet_ms, "max_wait_ms must be >= quiet_ms"),
             (self.rescan_interval_s > 0, "rescan_interval_s must be > 0"),
@@ -110,7 +110,7 @@ def resolve_paths(cfg: Config, env: Mapping[str, str]) -> Paths:
 
 
 def effective_workers(cfg: Config) -> int:
-    return cfg.workers or max(2, os.cpu_count() or 2)
+    return cfg.max_inflight or max(2, os.cpu_count() or 2)
 
 
 def load(path: Path | None, env: Mapping[str, str]) -> tuple[Config, Path]:

@@ -72,7 +72,7 @@ def toml_config(*, quiet_ms: int = 200, max_wait_ms: int = 1500, shutdown_timeou
                 workers: int = 2, rescan_interval_s: float = 600.0, claude_roots: list[Path] | None = None,
                 cursor: bool = False) -> str:
     lines = [f"quiet_ms = {quiet_ms}", f"max_wait_ms = {max_wait_ms}", f"shutdown_timeout_s = {shutdown_timeout_s}",
-             f"workers = {workers}", f"rescan_interval_s = {rescan_interval_s}", ""]
+             f"max_inflight = {workers}", f"rescan_interval_s = {rescan_interval_s}", ""]
     if claude_roots is not None:
         lines += ["[sources.claude]", "roots = [" + ", ".join(json.dumps(str(r)) for r in claude_roots) + "]", ""]
     if not cursor:
