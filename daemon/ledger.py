@@ -177,6 +177,13 @@ class Ledger:
         for values in self._db.execute(f"SELECT {', '.join(_FIELDS)} FROM sessions ORDER BY source, path"):
             yield _to_row(values)
 
+    def overview(self) -> Iterator[dict[str, object]]:
+        """Every row without its fold state (cheap for `status` on a large ledger)."""
+        cols = ("source", "path", "size", "mtime_ns", "inode", "synced_at", "updated_at", "last_error",
+                "error_count")
+        for values in self._db.execute(f"SELECT {', '.join(cols)} FROM sessions ORDER BY source, path"):
+            yield dict(zip(cols, values))
+
     def stats(self) -> dict[tuple[str, str], tuple[int, int, int]]:
         """(source, path) → (size, mtime_ns, inode): all the fast path needs, without fold states."""
         return {(s, p): (size, mtime, ino) for s, p, size, mtime, ino in

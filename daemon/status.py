@@ -226,9 +226,7 @@ def _entries(ledger_path: Path) -> tuple[list[Entry], dict[tuple[str, str], tupl
 
     ledger = Ledger(ledger_path)
     try:
-        entries = [Entry(source=r.source, path=r.path, size=r.size, mtime_ns=r.mtime_ns, inode=r.inode,
-                         synced_at=r.synced_at, updated_at=r.updated_at, last_error=r.last_error,
-                         error_count=r.error_count) for r in ledger.rows()]
+        entries = [Entry(**r) for r in ledger.overview()]
         return entries, ledger.failures()
     finally:
         ledger.close()
