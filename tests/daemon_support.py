@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from support import Tree, cli_command, iso, ledger_rows
+from support import Tree, cli_command, iso, ledger_rows, log_events
 
 # -- small Claude Code sessions written by hand ----------------------------------------------------
 
@@ -175,17 +175,7 @@ class DaemonProc:
 
     def events(self, start: int | None = None) -> list[dict[str, Any]]:
         """Complete JSON log lines from byte `start` (default: since this run started)."""
-        try:
-            data = self.tree.log_path.read_bytes()[self.log_start if start is None else start:]
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in data.split(b"\n")[:-1]:
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-        return out
+        return log_events(self.tree, self.log_start if start is None else start)
 
     def find(self, event: str, start: int | None = None, **fields: Any) -> list[dict[str, Any]]:
         return [e for e in self.events(start) if e.get("event") == event

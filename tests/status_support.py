@@ -15,6 +15,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import support
+
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 
@@ -40,58 +42,35 @@ lock.release()
 """
 
 
-def make_fixture() -> Path:
-    """shared/bench/make_fixture.py beside the repository (../shared in CI)."""
-    path = (REPO / ".." / "shared" / "bench" / "make_fixture.py").resolve()
-    if not path.is_file():
-        raise RuntimeError(f"fixture generator not found at {path}: shared/ must sit beside the repository")
-    return path
-
-
 @dataclass
-class Tree:
-    root: Path
-
-    @property
-    def home(self) -> Path:
-        return self.root / "home"
+class Tree(support.Tree):
+    """support.Tree plus the names the status/doctor tests use."""
 
     @property
     def state_dir(self) -> Path:
-        return self.root / "state" / "session-syncd"
+        return self.state / "session-syncd"
 
     @property
     def ledger(self) -> Path:
-        return self.state_dir / "ledger.sqlite3"
-
-    @property
-    def codex_home(self) -> Path:
-        return self.root / "codex"
+        return self.ledger_path
 
     @property
     def config(self) -> Path:
         return self.root / "config" / "session-syncd" / "config.toml"
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = {"HOME": str(self.home), "XDG_STATE_HOME": str(self.root / "state"),
-               "XDG_CONFIG_HOME": str(self.root / "config"), "CODEX_HOME": str(self.codex_home),
-               "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+        env = super().env()
         if os.environ.get("SESSION_SYNCD_CODEX_BIN"):
             env["SESSION_SYNCD_CODEX_BIN"] = os.environ["SESSION_SYNCD_CODEX_BIN"]
         env.update(extra)
         return env
 
-    def claude_sessions(self) -> list[Path]:
-        return sorted((self.home / ".claude" / "projects").glob("*/*.jsonl"))
-
-    def cursor_sessions(self) -> list[Path]:
-        return sorted((self.home / ".cursor" / "projects").glob("*/agent-transcripts/**/*.jsonl"))
+    claude_sessions = support.Tree.claude_sources
+    cursor_sessions = support.Tree.cursor_sources
 
 
 def build_tree(root: Path, sessions: int = 3, cursor: int = 2) -> Tree:
-    subprocess.run([sys.executable, str(make_fixture()), str(root), "--sessions", str(sessions), "--mib", "1",
-                    "--cursor", str(cursor)], check=True, capture_output=True)
-    return Tree(root)
+    return Tree(support.make_fixture(root, sessions=sessions, mib=1, cursor=cursor).root)
 
 
 def cli(tree: Tree, *args: str, env: dict[str, str] | None = None,

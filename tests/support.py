@@ -202,22 +202,21 @@ def log_events(tree: Tree, start: int = 0) -> list[dict[str, Any]]:
 
 # -- the ledger as it is on disk -----------------------------------------------------------------------
 
-def ledger_rows(tree: Tree) -> list[dict[str, Any]]:
+def _ledger_query(tree: Tree, sql: str) -> list[dict[str, Any]]:
     db = sqlite3.connect(f"file:{tree.ledger_path}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
-        return [dict(r) for r in db.execute("SELECT * FROM sessions ORDER BY source, path")]
+        return [dict(r) for r in db.execute(sql)]
     finally:
         db.close()
+
+
+def ledger_rows(tree: Tree) -> list[dict[str, Any]]:
+    return _ledger_query(tree, "SELECT * FROM sessions ORDER BY source, path")
 
 
 def ledger_superseded(tree: Tree) -> list[dict[str, Any]]:
-    db = sqlite3.connect(f"file:{tree.ledger_path}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("SELECT * FROM superseded ORDER BY at")]
-    finally:
-        db.close()
+    return _ledger_query(tree, "SELECT * FROM superseded ORDER BY at")
 
 
 def rollout_thread_id(path: Path) -> str:
