@@ -40,7 +40,7 @@ from daemon.engine import Job, Outcome, record, sync_session
 from daemon.importer import PROCESS_POOL_MIN_BYTES, check_codex_home, make_executor
 from daemon.ledger import Ledger, LedgerError
 from daemon.sources import Identity
-from daemon.watch import Changed, Deleted, Rescan, WatchEvent, watch
+from daemon.watch import Changed, Deleted, WatchEvent, watch
 from service.notify import Notifier, watchdog_loop
 
 RETRY_DELAYS = (2.0, 5.0, 15.0, 60.0, 300.0)  # deferred (Codex has the thread open) or failed syncs

@@ -8,11 +8,13 @@ block types as `[external unsupported block: TYPE]`. Pure functions over decoded
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgspec
 
 from daemon.codex.text import trim, truncate
+from daemon.sources.base import SourceState
 
 class ConversationRecord(msgspec.Struct):
     """Fields every Anthropic-shaped transcript line may carry; sources subclass it with their own.
@@ -34,6 +36,22 @@ class ConversationRecord(msgspec.Struct):
     def injected(self) -> bool:
         """Meta (injected context) and sidechain (subagent) records are not conversation turns."""
         return self.isMeta is True or self.isSidechain is True
+
+
+R = TypeVar("R", bound=ConversationRecord)
+
+
+def read_record(decode: Callable[[bytes], R], state: SourceState, line: bytes) -> R | None:
+    """Decode one line (a line that is not a JSON object is counted and skipped) and learn the cwd
+    from the first record that carries one, whatever its type, as Codex does."""
+    try:
+        rec = decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        state.malformed += 1
+        return None
+    if state.cwd is None and isinstance(rec.cwd, str) and rec.cwd:
+        state.cwd = rec.cwd
+    return rec
 
 
 TOOL_INPUT_MAX = 2000

@@ -17,7 +17,7 @@ import msgspec
 
 from daemon.codex.text import trim
 from daemon.sources.base import Identity, ParseContext, SourceState, project_dirs, record_ts_ms
-from daemon.sources.blocks import ConversationRecord, render_content, unwrap_user_query
+from daemon.sources.blocks import ConversationRecord, read_record, render_content, unwrap_user_query
 from daemon.transcript import Message
 
 
@@ -61,13 +61,9 @@ class ClaudeSource:
         return Identity(self.kind, path.stem, path)
 
     def parse_line(self, state: SourceState, line: bytes, ctx: ParseContext) -> Message | None:
-        try:
-            rec = _decode(line)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            state.malformed += 1
+        rec = read_record(_decode, state, line)
+        if rec is None:
             return None
-        if state.cwd is None and isinstance(rec.cwd, str) and rec.cwd:
-            state.cwd = rec.cwd
         if isinstance(rec.gitBranch, str) and rec.gitBranch and rec.gitBranch != "HEAD":
             state.git_branch = rec.gitBranch
         kind = rec.type

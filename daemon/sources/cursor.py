@@ -19,7 +19,7 @@ import msgspec
 
 from daemon.codex.text import trim
 from daemon.sources.base import Identity, ParseContext, SourceState, project_dirs, record_ts_ms, rfc3339_ms
-from daemon.sources.blocks import ConversationRecord, render_content
+from daemon.sources.blocks import ConversationRecord, read_record, render_content
 from daemon.transcript import Message
 
 MAX_PATH_PROBES = 128
@@ -125,13 +125,9 @@ class CursorSource:
         return Identity(self.kind, path.stem, path, decode_project_dir(rel[0], root.parent.parent))
 
     def parse_line(self, state: SourceState, line: bytes, ctx: ParseContext) -> Message | None:
-        try:
-            rec = _decode(line)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            state.malformed += 1
+        rec = read_record(_decode, state, line)
+        if rec is None:
             return None
-        if state.cwd is None and isinstance(rec.cwd, str) and rec.cwd:
-            state.cwd = rec.cwd
         role = rec.role
         if role != "user" and role != "assistant":
             return None
