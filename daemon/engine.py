@@ -31,7 +31,7 @@ import blake3
 import msgspec
 
 from daemon.codex import ids, store
-from daemon.codex.lines import GitInfo, SessionMeta, encode, iso_ms
+from daemon.codex.lines import GitInfo, SessionMeta, encode, is_codex_metadata, iso_ms
 from daemon.codex.render import closing
 from daemon.codex.title import choose
 from daemon.fold import FoldState, fold
@@ -213,11 +213,11 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
     if new.rollout_path is not None:
         assert row is not None and row.rollout_body_end is not None
         rollout = Path(new.rollout_path)
-        owner = _owner(rollout, row)
-        if owner in ("ours", "interrupted"):
-            with store.writer_lock(home, new.thread_id):
+        with store.writer_lock(home, row.thread_id):  # Codex has the thread open → Busy → deferred
+            owner, carried = _owner(rollout, row)
+            if owner in ("ours", "interrupted"):
                 if mode == "append" and owner == "ours":
-                    tail = b"".join(parts) + closing(state.thread)
+                    tail = b"".join(parts) + closing(state.thread) + carried
                     _intend(job, store.planned_append(rollout, row.rollout_body_end, tail))
                     new.rollout_size, new.rollout_tail_hash = store.append_after(rollout, row.rollout_body_end, tail)
                     new.rollout_body_end = row.rollout_body_end + sum(map(len, parts))
@@ -226,13 +226,13 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
                 else:
                     if mode == "append":
                         parts, state = _refold(ident, ctx, new)
-                    chunks = _full_chunks(new.thread_id, parts, state, cwd)
+                    chunks = _full_chunks(new.thread_id, parts, state, cwd, carried)
                     _intend(job, store.planned_state(chunks))
-                    _write_full(new, rollout, chunks)
+                    _write_full(new, rollout, chunks, len(carried))
                     out.kind = "rewritten"
-            _name(home, new, state)
-            new.updated_at = time.time()
-            return
+                _name(home, new, state)
+                new.updated_at = time.time()
+                return
         # Someone else wrote to (or removed) the thread: leave it alone, start the next generation.
         reason = "rollout missing" if owner == "missing" else "thread continued in Codex"
         generation = new.generation + 1
@@ -250,30 +250,40 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
         out.kind = "imported"
     rollout = home / ids.rollout_relpath(new.thread_id, state.source.start_ms)
     with store.writer_lock(home, new.thread_id):
-        _write_full(new, rollout, _full_chunks(new.thread_id, parts, state, cwd))
+        _write_full(new, rollout, _full_chunks(new.thread_id, parts, state, cwd, b""), 0)
     _name(home, new, state)
     new.updated_at = time.time()
 
 
-def _owner(rollout: Path, row: Row) -> Literal["ours", "interrupted", "theirs", "missing"]:
-    """Who wrote the rollout last: us as committed, us without the commit (a crash), or someone else.
+Owner = Literal["ours", "interrupted", "theirs", "missing"]
 
-    Codex continues a thread by appending after our closing lines, so "our whole file, then more" is
-    theirs. Our own interrupted write is either exactly what the write intent announced, or (a kill in
-    the middle of an append) a file whose body up to `rollout_body_end` is intact and whose rest is not.
+
+def _owner(rollout: Path, row: Row) -> tuple[Owner, bytes]:
+    """Who wrote the rollout last, and the Codex metadata lines to carry over when it is still ours.
+
+    Ours: exactly what we committed, or that plus lines Codex appends when a thread is merely opened
+    (`lines.is_codex_metadata`: settings, not conversation). Those lines, and any carried before, sit
+    after our closing lines; we keep them, after our new closing lines. Interrupted (a crash of ours
+    before the commit): exactly what the write intent announced, or (a kill in the middle of an append)
+    a file whose body up to `rollout_body_end` is intact and whose rest is not; nothing is carried then.
+    Theirs: anything else — Codex continued the thread by appending conversation after our lines.
     """
     current = store.current_state(rollout)
     if current is None:
-        return "missing"
+        return "missing", b""
+    size = current[0]
+    ours_end = row.rollout_body_end + len(closing(row.fold_state.thread))
     if current == (row.rollout_size, row.rollout_tail_hash):
-        return "ours"
+        return "ours", store.read_range(rollout, ours_end, size)
     if current == (row.pending_size, row.pending_tail_hash):
-        return "interrupted"
-    if current[0] > row.rollout_size and store.tail_hash_at(rollout, row.rollout_size) == row.rollout_tail_hash:
-        return "theirs"
+        return "interrupted", b""
+    if size > row.rollout_size and store.tail_hash_at(rollout, row.rollout_size) == row.rollout_tail_hash:
+        if is_codex_metadata(store.read_range(rollout, row.rollout_size, size)):
+            return "ours", store.read_range(rollout, ours_end, size)
+        return "theirs", b""
     if row.rollout_body_hash is not None and store.tail_hash_at(rollout, row.rollout_body_end) == row.rollout_body_hash:
-        return "interrupted"
-    return "theirs"
+        return "interrupted", b""
+    return "theirs", b""
 
 
 def _intend(job: Job, planned: tuple[int, bytes]) -> None:
@@ -301,15 +311,16 @@ def _refold(ident: Identity, ctx: ParseContext, new: Row) -> tuple[list[bytes], 
     return parts, state
 
 
-def _full_chunks(thread: str, parts: list[bytes], state: FoldState, cwd: str) -> list[bytes]:
+def _full_chunks(thread: str, parts: list[bytes], state: FoldState, cwd: str, carried: bytes) -> list[bytes]:
+    """A whole rollout: session_meta, body, closing lines, then any Codex metadata lines we carry."""
     meta = _meta_line(thread, state, cwd, git_info(cwd, state.source.git_branch))
-    return [meta, *parts, closing(state.thread)]
+    return [meta, *parts, closing(state.thread), carried]
 
 
-def _write_full(new: Row, rollout: Path, chunks: list[bytes]) -> None:
+def _write_full(new: Row, rollout: Path, chunks: list[bytes], carried: int) -> None:
     new.rollout_size, new.rollout_tail_hash = store.write_atomic(rollout, chunks)
-    new.rollout_body_end = new.rollout_size - len(chunks[-1])
-    new.rollout_body_hash = store.planned_state(chunks[:-1])[1]
+    new.rollout_body_end = new.rollout_size - carried - len(chunks[-2])
+    new.rollout_body_hash = store.planned_state(chunks[:-2])[1]
     new.rollout_path = str(rollout)
 
 

@@ -139,6 +139,38 @@ def encode(timestamp_ms: int, kind: str, payload: _Payload | SessionMeta) -> byt
     return encode_json(Line(iso_ms(timestamp_ms), kind, payload)) + b"\n"
 
 
+# -- what Codex itself appends to a thread it merely opened ------------------------------------------
+
+CODEX_METADATA_EVENTS = frozenset({"thread_settings_applied"})  # seen from Codex 0.169 on thread/resume
+
+
+class _ForeignPayload(msgspec.Struct):
+    type: str | None = None
+
+
+class _ForeignLine(msgspec.Struct):
+    type: str | None = None
+    payload: _ForeignPayload | None = None
+
+
+_decode_foreign = msgspec.json.Decoder(_ForeignLine).decode
+
+
+def is_codex_metadata(data: bytes) -> bool:
+    """True when `data` is whole lines that only record settings (no conversation, no turn context):
+    Codex writes such a line when a thread is merely opened. Anything unknown counts as conversation."""
+    if not data or not data.endswith(b"\n"):
+        return False
+    for line in data.splitlines():
+        try:
+            rec = _decode_foreign(line)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False
+        if rec.type != "event_msg" or rec.payload is None or rec.payload.type not in CODEX_METADATA_EVENTS:
+            return False
+    return True
+
+
 # -- the hot path: the four lines that carry a message's text -----------------------------------------
 # Every message is written twice (an event and a response item). Rather than build two Structs and
 # JSON-escape the text twice, render.py escapes it once and splices it into these templates. The

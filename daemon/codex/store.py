@@ -95,6 +95,15 @@ def planned_append(path: Path, keep: int, data: bytes) -> tuple[int, bytes]:
         os.close(fd)
 
 
+def read_range(path: Path, start: int, end: int) -> bytes:
+    """Bytes [start, end) of `path` (what is there of them)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, max(0, end - start), start)
+    finally:
+        os.close(fd)
+
+
 def tail_hash_at(path: Path, size: int) -> bytes | None:
     """The tail hash of `path`'s first `size` bytes, or None if it is gone or shorter."""
     try:
