@@ -17,13 +17,14 @@ its ledger commit — the next start repairs it (deterministic ids + write inten
 from __future__ import annotations
 
 import argparse
-import logging
 import concurrent.futures as cf
+import logging
 import math
 import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -350,6 +351,8 @@ def run_daemon(cfg: Config, paths: Paths, env: Mapping[str, str], args: argparse
         console = "none"  # launchd: stderr goes to an unrotated file; the JSON log has it all
     logsetup.configure(paths.log_dir, cfg.log_level, console=console, env=env)
     logging.getLogger("watchdog").setLevel(max(logging.INFO, logging.getLogger().level))  # its per-event debug
+    # watchdog 7 warns when `mkdir -p` inside a watched tree makes it add one folder twice; harmless.
+    warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
     problem = check_codex_home(paths.codex_home)
     if problem:
         print(f"session-syncd: {problem}", file=sys.stderr)
