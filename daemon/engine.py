@@ -138,9 +138,10 @@ def sync_session(job: Job) -> Outcome:
         out.kind, out.message, out.row = "deferred", f"{busy}; will retry", None
     except store.StoreError as exc:
         out.kind, out.message, out.row = "failed", f"{ident.path}: {exc}", None
-    except sqlite3.OperationalError as exc:  # the write intent could not be recorded: nothing was written
+    except sqlite3.Error as exc:  # a write intent or reservation could not be recorded: nothing was written
         out.kind, out.row = "deferred", None
-        out.message = f"{ident.path}: the ledger is busy ({exc}); will retry"
+        out.message = (f"{ident.path}: cannot write to the ledger {job.ledger_path} ({exc}); will retry "
+                       "(free space in the state dir if it is full)")
     except FileNotFoundError:
         out.kind, out.row = "skipped", None
         out.message = f"{ident.path}: the source file is gone; its thread is kept"
@@ -162,8 +163,10 @@ def _sync(job: Job, out: Outcome) -> None:
             return
         ctx = ParseContext(mtime_ms=st.st_mtime_ns // 1_000_000)
         size = st.st_size
-        # (no inode check: a writer that replaces the file by rename keeps its bytes, not its inode)
-        if row is not None and row.consumed <= size and prefix_fingerprint(fd, row.consumed) == row.prefix_hash:
+        # Append only when the file grew (a same-size or smaller change is hashed whole), and without an
+        # inode check: a writer that replaces the file by rename keeps its bytes, not its inode.
+        if (row is not None and size > row.size and row.consumed <= size
+                and prefix_fingerprint(fd, row.consumed) == row.prefix_hash):
             mode, start = "append", row.fold_state
             hasher, hash_from = blake3.blake3(row.content_hash), row.size
         else:
@@ -171,7 +174,7 @@ def _sync(job: Job, out: Outcome) -> None:
             hasher, hash_from = blake3.blake3(), 0
         parts, state = _fold_file(fd, size, start, ident.kind, ctx, hasher, hash_from)
         prefix_hash = prefix_fingerprint(fd, state.offset)
-        content_hash = hasher.digest() if mode != "append" or size > row.size else row.content_hash
+        content_hash = hasher.digest()
         out.bytes_read = size - start.offset
         out.malformed = state.source.malformed - start.source.malformed
     finally:
@@ -194,7 +197,12 @@ def _sync(job: Job, out: Outcome) -> None:
         new.rollout_body_hash = row.rollout_body_hash
     out.row = new
     if not state.thread.turns:
-        out.kind = "pending"  # no user message yet: remember what we read, write nothing
+        # No user message yet: remember what we read and write nothing. Unless this is a rewrite of a
+        # session that already has a thread: then commit nothing, so the next change is again a full
+        # rewrite of that thread (the old thread must not be extended from a state that lost its turns).
+        out.kind, out.message = "pending", "no user message yet"
+        if new.thread_id is not None:
+            out.row = None
         return
     cwd = state.source.cwd or ident.fallback_cwd
     if not cwd:
@@ -202,7 +210,7 @@ def _sync(job: Job, out: Outcome) -> None:
     if new.thread_id is None and not os.path.isdir(cwd):
         raise _Skip("skipped", f"{path}: its working directory {cwd} no longer exists; recreate it to import")
     if state.source.start_ms is None:
-        state.source.start_ms = ctx.mtime_ms
+        state.source.start_ms = _reserve_start(job, ctx.mtime_ms)
     out.new_turns = state.thread.turns - (start.thread.turns if mode == "append" else 0)
     _write_thread(job, out, new, mode, parts, state, cwd, ctx)
 
@@ -219,13 +227,15 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
                 if mode == "append" and owner == "ours":
                     tail = b"".join(parts) + closing(state.thread) + carried
                     _intend(job, store.planned_append(rollout, row.rollout_body_end, tail))
-                    new.rollout_size, new.rollout_tail_hash = store.append_after(rollout, row.rollout_body_end, tail)
+                    old_tail = closing(row.fold_state.thread) + carried
+                    new.rollout_size, new.rollout_tail_hash = store.append_after(
+                        rollout, row.rollout_body_end, tail, restore=old_tail)
                     new.rollout_body_end = row.rollout_body_end + sum(map(len, parts))
                     new.rollout_body_hash = store.tail_hash_at(rollout, new.rollout_body_end)
                     out.kind = "appended"
                 else:
                     if mode == "append":
-                        parts, state = _refold(ident, ctx, new)
+                        parts, state = _refold(job, ctx, new)
                     chunks = _full_chunks(new.thread_id, parts, state, cwd, carried)
                     _intend(job, store.planned_state(chunks))
                     _write_full(new, rollout, chunks, len(carried))
@@ -241,7 +251,7 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
                                     generation=row.generation, rollout_path=row.rollout_path, next_thread=thread,
                                     reason=reason, at=time.time())
         if mode == "append":  # the new generation holds the whole session: fold it from the start
-            parts, state = _refold(ident, ctx, new)
+            parts, state = _refold(job, ctx, new)
         new.generation, new.thread_id, new.title = generation, thread, None
         out.kind = "conflict"
         out.message = f"{ident.path}: {reason} ({row.thread_id}); wrote the new version as thread {thread}"
@@ -274,7 +284,8 @@ def _owner(rollout: Path, row: Row) -> tuple[Owner, bytes]:
     size = current[0]
     ours_end = row.rollout_body_end + len(closing(row.fold_state.thread))
     if current == (row.rollout_size, row.rollout_tail_hash):
-        return "ours", store.read_range(rollout, ours_end, size)
+        carried = store.read_range(rollout, ours_end, size)
+        return ("ours", carried) if not carried or is_codex_metadata(carried) else ("interrupted", b"")
     if current == (row.pending_size, row.pending_tail_hash):
         return "interrupted", b""
     if size > row.rollout_size and store.tail_hash_at(rollout, row.rollout_size) == row.rollout_tail_hash:
@@ -286,6 +297,19 @@ def _owner(rollout: Path, row: Row) -> tuple[Owner, bytes]:
     return "theirs", b""
 
 
+def _reserve_start(job: Job, proposed_ms: int) -> int:
+    """The start time of a session whose records carry none (it fixes the thread id and rollout path).
+
+    The file's mtime is the best guess, but it moves as the file grows, so the first guess is
+    reserved in the ledger before anything is written: a crash before the commit and a retry after
+    the file grew then still land on the same thread id and path."""
+    ledger = Ledger(job.ledger_path)
+    try:
+        return ledger.reserve_start(job.ident.kind, str(job.ident.path), proposed_ms)
+    finally:
+        ledger.close()
+
+
 def _intend(job: Job, planned: tuple[int, bytes]) -> None:
     ledger = Ledger(job.ledger_path)
     try:
@@ -294,8 +318,9 @@ def _intend(job: Job, planned: tuple[int, bytes]) -> None:
         ledger.close()
 
 
-def _refold(ident: Identity, ctx: ParseContext, new: Row) -> tuple[list[bytes], FoldState]:
+def _refold(job: Job, ctx: ParseContext, new: Row) -> tuple[list[bytes], FoldState]:
     """Fold the whole source again (for a full rewrite after an append-mode read) and update `new`."""
+    ident = job.ident
     fd = os.open(ident.path, os.O_RDONLY)
     try:
         st = os.fstat(fd)
@@ -305,7 +330,7 @@ def _refold(ident: Identity, ctx: ParseContext, new: Row) -> tuple[list[bytes], 
     finally:
         os.close(fd)
     if state.source.start_ms is None:
-        state.source.start_ms = new.fold_state.source.start_ms
+        state.source.start_ms = new.fold_state.source.start_ms or _reserve_start(job, ctx.mtime_ms)
     new.size, new.mtime_ns, new.inode = _stat_key(st)
     new.content_hash, new.prefix_hash, new.consumed, new.fold_state = hasher.digest(), prefix, state.offset, state
     return parts, state

@@ -63,6 +63,12 @@ _MIGRATIONS: dict[int, str] = {
         reason       TEXT NOT NULL,
         at           REAL NOT NULL
     );
+    CREATE TABLE starts (                    -- start times reserved for sessions whose records carry none
+        source   TEXT NOT NULL,
+        path     TEXT NOT NULL,
+        start_ms INTEGER NOT NULL,
+        PRIMARY KEY (source, path)
+    );
     CREATE TABLE failures (                  -- sources that failed before any row existed
         source     TEXT NOT NULL,
         path       TEXT NOT NULL,
@@ -213,6 +219,14 @@ class Ledger:
                 f"INSERT OR REPLACE INTO sessions ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))})",
                 values)
             self._db.execute("DELETE FROM failures WHERE source=? AND path=?", (row.source, row.path))
+
+    def reserve_start(self, source: str, path: str, proposed_ms: int) -> int:
+        """The start time reserved for this session: `proposed_ms` the first time, the same value after."""
+        with self.transaction():
+            self._db.execute("INSERT OR IGNORE INTO starts (source, path, start_ms) VALUES (?, ?, ?)",
+                             (source, path, proposed_ms))
+            return self._db.execute("SELECT start_ms FROM starts WHERE source=? AND path=?",
+                                    (source, path)).fetchone()[0]
 
     def set_intent(self, source: str, path: str, size: int, tail_hash: bytes) -> None:
         """Before changing an existing rollout: say what it will look like, so that after a crash

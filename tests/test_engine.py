@@ -64,13 +64,26 @@ def test_append_by_rename_is_still_an_append(env) -> None:
     assert sync().kind == "appended"
 
 
-def test_touch_reads_nothing(env) -> None:
+def test_touch_is_hashed_whole_and_changes_nothing(env) -> None:
     src, _cwd, sync = env
     first = sync()
     os.utime(src, ns=(0, 1_000_000_000))
     out = sync()
-    assert (out.kind, out.bytes_read) == ("touched", 0)
+    assert (out.kind, out.bytes_read) == ("touched", src.stat().st_size)
     assert out.row is not None and out.row.thread_id == first.row.thread_id
+    assert sync().kind == "unchanged"
+
+
+def test_same_length_edit_in_the_middle_is_a_rewrite(env) -> None:
+    """A redaction deep inside the file (far from both ends), same length: the thread must follow."""
+    src, _cwd, sync = env
+    sync()
+    data = src.read_bytes()
+    middle = data.index(b"user 1 ") + len(b"user 1 ")
+    src.write_bytes(data[:middle] + b"REDACTED" + data[middle + 8:])
+    out = sync()
+    assert out.kind == "rewritten"
+    assert b"REDACTED" in Path(out.row.rollout_path).read_bytes()
 
 
 @pytest.mark.parametrize("where", ["head", "tail", "length"])
@@ -103,3 +116,52 @@ def test_partial_last_line_waits(env) -> None:
         f.write(whole[20:])
     out = sync()
     assert (out.kind, out.new_turns) == ("appended", 1)
+
+
+def test_rewrite_to_no_turns_then_growth_replaces_the_thread(env) -> None:
+    """A compaction can leave a file with no user message yet; the thread is kept as it was, and the
+    next version of the file replaces it whole (never an append onto the old turns)."""
+    src, cwd, sync = env
+    first = sync()
+    src.write_bytes(json.dumps({"type": "summary", "summary": "compacted"}).encode() + b"\n")
+    out = sync()
+    assert (out.kind, out.row) == ("pending", None)
+    with src.open("ab") as f:
+        f.write(line("user", "after compaction", cwd, 30))
+    out = sync()
+    assert out.kind == "rewritten" and out.row.thread_id == first.row.thread_id
+    text = Path(out.row.rollout_path).read_text()
+    assert text.count("<EXTERNAL SESSION IMPORTED>") == 1 and text.count('"task_started"') == 1
+
+
+def test_session_without_timestamps_keeps_its_thread_across_a_crash(tmp_path: Path) -> None:
+    """Cursor lines carry no time; the start (thread id, rollout path) comes from the file's mtime,
+    which moves as the file grows. A crash between the write and the commit must not move it."""
+    home = tmp_path / "home"
+    project = home / ".cursor" / "projects" / "repo"
+    (tmp_path / "repo").mkdir()
+    src = project / "agent-transcripts" / "c1" / "c1.jsonl"
+    src.parent.mkdir(parents=True)
+    rec = {"role": "user", "cwd": str(tmp_path / "repo"),
+           "message": {"content": [{"type": "text", "text": "<user_query>hi</user_query>"}]}}
+    src.write_text(json.dumps(rec) + "\n")
+    os.utime(src, (1_700_000_000, 1_700_000_000))
+    root = home / ".cursor" / "projects"
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    try:
+        def job() -> Job:
+            ident = SOURCES["cursor"].identify(root, src)
+            return Job(ident, ledger.get("cursor", str(src)), tmp_path / "codex", ledger.path)
+
+        crashed = sync_session(job())  # written, never committed: the crash
+        assert crashed.kind == "imported"
+        with src.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+        os.utime(src, (1_800_000_000, 1_800_000_000))
+        again = sync_session(job())
+        record(ledger, again, Quiet())
+        assert again.row.thread_id == crashed.row.thread_id
+        assert again.row.rollout_path == crashed.row.rollout_path
+        assert len(list((tmp_path / "codex").rglob("rollout-*.jsonl"))) == 1
+    finally:
+        ledger.close()

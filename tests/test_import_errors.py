@@ -98,3 +98,30 @@ def test_full_disk_fails_that_session_only(tree: Tree) -> None:
     assert "TEMP" not in proc.stdout
     rows = {Path(r["path"]).stem: r for r in ledger_rows(tree)}
     assert set(rows) == {"small"} and rows["small"]["thread_id"]
+
+
+def test_full_disk_during_an_append_leaves_the_thread_whole(tree: Tree) -> None:
+    """The append that does not fit fails with the fix, and the thread is byte-identical to before."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.fail("this test mounts a tmpfs: it needs root and unshare (CI and the dev machines have both)")
+    cwd = tree.root / "repos" / "p"
+    src = claude_session(tree, cwd, "s1", turns=2)
+    extra = tree.root / "extra.jsonl"
+    extra.write_text(json.dumps({"type": "user", "cwd": str(cwd), "timestamp": "2026-11-01T11:00:00.000Z",
+                                 "message": {"role": "user", "content": "y" * 1_000_000}}) + "\n")
+    tree.codex_home.mkdir()
+    imp = " ".join(cli_command("import", "--json"))
+    script = (f'mount -t tmpfs -o size=256k tmpfs "$0" && {imp} > "$1/first.json" && '
+              f'cat "$0"/sessions/*/*/*/*.jsonl | sha256sum > "$1/before" && cat "$2" >> "$3" && '
+              f'{{ {imp} > "$1/second.json"; echo $? > "$1/code"; }} && '
+              f'cat "$0"/sessions/*/*/*/*.jsonl | sha256sum > "$1/after"')
+    proc = subprocess.run(["unshare", "--mount", "sh", "-c", script, str(tree.codex_home), str(tree.root),
+                           str(extra), str(src)], env=tree.env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tree.root / "first.json").read_text())["imported"] == 1
+    second = json.loads((tree.root / "second.json").read_text())
+    assert (second["failed"], (tree.root / "code").read_text().strip()) == (1, "1"), second
+    assert "free some disk space" in second["errors"][0]
+    assert (tree.root / "before").read_text() == (tree.root / "after").read_text()
+    (row,) = ledger_rows(tree)
+    assert row["last_error"] and "free some disk space" in row["last_error"]

@@ -87,21 +87,20 @@ def planned_append(path: Path, keep: int, data: bytes) -> tuple[int, bytes]:
     """(size, tail hash) `path` will have after `append_after(path, keep, data)`."""
     if len(data) >= TAIL_BYTES:
         return keep + len(data), planned_state([data])[1]
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        start = max(0, keep - (TAIL_BYTES - len(data)))
-        return keep + len(data), planned_state([os.pread(fd, keep - start, start), data])[1]
-    finally:
-        os.close(fd)
+    start = max(0, keep - (TAIL_BYTES - len(data)))
+    return keep + len(data), planned_state([read_range(path, start, keep), data])[1]
 
 
 def read_range(path: Path, start: int, end: int) -> bytes:
     """Bytes [start, end) of `path` (what is there of them)."""
-    fd = os.open(path, os.O_RDONLY)
     try:
-        return os.pread(fd, max(0, end - start), start)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return os.pread(fd, max(0, end - start), start)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise _explain(exc, path, "read") from None
 
 
 def tail_hash_at(path: Path, size: int) -> bytes | None:
@@ -165,20 +164,30 @@ def write_atomic(path: Path, chunks: Iterable[bytes]) -> tuple[int, bytes]:
         raise _explain(exc, path, "write") from None
 
 
-def append_after(path: Path, keep: int, data: bytes) -> tuple[int, bytes]:
-    """Cut `path` to its first `keep` bytes, then append `data`, durably; return (size, tail hash)."""
+def append_after(path: Path, keep: int, data: bytes, restore: bytes) -> tuple[int, bytes]:
+    """Replace everything after the first `keep` bytes of `path` by `data`, durably; return (size, tail
+    hash). If that fails (a full disk), put `restore` (what was there) back, so the thread stays whole."""
     try:
         fd = os.open(path, os.O_RDWR)
+    except OSError as exc:
+        raise _explain(exc, path, "append to") from None
+    try:
         try:
-            os.ftruncate(fd, keep)
-            _write_all(fd, data, keep)
+            _write_all(fd, data, keep)  # over our old closing lines, then past the end
+            os.ftruncate(fd, keep + len(data))
             os.fsync(fd)
             size = keep + len(data)
             return size, tail_hash(fd, size)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise _explain(exc, path, "append to") from None
+        except OSError as exc:
+            try:
+                _write_all(fd, restore, keep)
+                os.ftruncate(fd, keep + len(restore))
+                os.fsync(fd)
+            except OSError:
+                pass  # the next run recognises our own torn write by the body hash and rewrites it
+            raise _explain(exc, path, "append to") from None
+    finally:
+        os.close(fd)
 
 
 @contextmanager
