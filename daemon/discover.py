@@ -1,7 +1,9 @@
-"""Which sessions exist: every enabled source's roots, walked once, filtered by age and count.
+"""Which sessions exist, and which of them need work: every enabled source's roots, walked once,
+filtered by age and count, then sorted against the ledger by stat alone (the fast path: a session whose
+stat the ledger already has is not read at all).
 
-Owns root resolution (config/flags over the plug-in's defaults) and the `--max-age` / `--max-sessions`
-selection. Shell code: it lists folders and stats files, nothing more.
+Owns root resolution (config/flags over the plug-in's defaults), the `--max-age` / `--max-sessions`
+selection, and that triage. Shell code: it lists folders and stats files, nothing more.
 """
 
 from __future__ import annotations
@@ -64,3 +66,28 @@ def discover(cfg: Config, env: Mapping[str, str], now: float | None = None) -> t
     if cfg.max_sessions is not None:
         found = found[: cfg.max_sessions]
     return found, warnings
+
+
+@dataclass(slots=True)
+class Triage:
+    todo: list[Found]  # to hand to the engine, largest first (a pool then finishes evenly)
+    unchanged: int  # the ledger has exactly this stat
+    skipped: list[str]  # still skipped for the reason recorded at this stat (nothing read)
+
+
+def triage(found: list[Found], known: dict[tuple[str, str], tuple[int, int, int]],
+           skips: dict[tuple[str, str], tuple[tuple[int, int, int], str | None, str]]) -> Triage:
+    """Split discovered sessions by what the ledger knows (`Ledger.stats()`, `Ledger.skips()`)."""
+    out = Triage(todo=[], unchanged=0, skipped=[])
+    for f in found:
+        key = (f.ident.kind, str(f.ident.path))
+        stat = (f.stat.st_size, f.stat.st_mtime_ns, f.stat.st_ino)
+        skip = skips.get(key)
+        if known.get(key) == stat:
+            out.unchanged += 1
+        elif skip is not None and skip[0] == stat and not (skip[1] and os.path.isdir(skip[1])):
+            out.skipped.append(skip[2])
+        else:
+            out.todo.append(f)
+    out.todo.sort(key=lambda f: -f.stat.st_size)
+    return out

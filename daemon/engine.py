@@ -60,6 +60,8 @@ class Outcome(msgspec.Struct, kw_only=True):
     bytes_read: int = 0
     new_turns: int = 0
     malformed: int = 0  # lines skipped in this sync because they were not a JSON object
+    stat: tuple[int, int, int] | None = None  # (size, mtime_ns, inode) the decision was made on
+    waiting_for: str | None = None  # for a skip: the missing folder whose appearance lifts it
     duration_ms: float = 0.0
 
 
@@ -72,9 +74,9 @@ class Job:
 
 
 class _Skip(Exception):
-    def __init__(self, kind: Kind, message: str) -> None:
+    def __init__(self, message: str, waiting_for: str | None = None) -> None:
         super().__init__(message)
-        self.kind = kind
+        self.waiting_for = waiting_for
 
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
@@ -133,7 +135,7 @@ def sync_session(job: Job) -> Outcome:
     try:
         _sync(job, out)
     except _Skip as skip:
-        out.kind, out.message, out.row = skip.kind, str(skip), None
+        out.kind, out.message, out.row, out.waiting_for = "skipped", str(skip), None, skip.waiting_for
     except store.Busy as busy:
         out.kind, out.message, out.row = "deferred", f"{busy}; will retry", None
     except store.StoreError as exc:
@@ -158,7 +160,8 @@ def _sync(job: Job, out: Outcome) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         st = os.fstat(fd)
-        if row is not None and (row.size, row.mtime_ns, row.inode) == _stat_key(st):
+        out.stat = _stat_key(st)
+        if row is not None and (row.size, row.mtime_ns, row.inode) == out.stat:
             out.kind = "unchanged"
             return
         ctx = ParseContext(mtime_ms=st.st_mtime_ns // 1_000_000)
@@ -204,11 +207,11 @@ def _sync(job: Job, out: Outcome) -> None:
         if new.thread_id is not None:
             out.row = None
         return
-    cwd = state.source.cwd or ident.fallback_cwd
+    cwd = state.source.cwd or SOURCES[ident.kind].fallback_cwd(ident)
     if not cwd:
-        raise _Skip("skipped", f"{path}: no working directory recorded in the session; nothing to import yet")
+        raise _Skip(f"{path}: no working directory recorded in the session; nothing to import yet")
     if new.thread_id is None and not os.path.isdir(cwd):
-        raise _Skip("skipped", f"{path}: its working directory {cwd} no longer exists; recreate it to import")
+        raise _Skip(f"{path}: its working directory {cwd} no longer exists; recreate it to import", cwd)
     if state.source.start_ms is None:
         state.source.start_ms = _reserve_start(job, ctx.mtime_ms)
     out.new_turns = state.thread.turns - (start.thread.turns if mode == "append" else 0)
@@ -364,7 +367,7 @@ _EVENTS: dict[str, tuple[str, str]] = {  # outcome kind → (log level, event na
     "conflict": ("warning", "session.conflict"),
     "touched": ("debug", "session.unchanged"),
     "unchanged": ("debug", "session.unchanged"),
-    "pending": ("debug", "session.skipped"),
+    "pending": ("debug", "session.skipped"),  # reason: no user message yet
     "skipped": ("warning", "session.skipped"),
     "deferred": ("info", "session.deferred"),
     "failed": ("error", "source.error"),
@@ -373,7 +376,9 @@ _EVENTS: dict[str, tuple[str, str]] = {  # outcome kind → (log level, event na
 
 def record(ledger: Ledger, out: Outcome, log: object) -> None:
     """Parent side of a sync: commit what the worker made durable (one transaction), then log it."""
-    if out.kind == "failed" or out.kind == "skipped":
+    if out.kind == "skipped":
+        ledger.record_failure(out.source, out.path, out.message or out.kind, out.stat, out.waiting_for)
+    elif out.kind == "failed":
         ledger.record_failure(out.source, out.path, out.message or out.kind)
     elif out.row is not None:
         ledger.commit(out.row, out.superseded)

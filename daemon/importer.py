@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import sqlite3
 import sys
 import threading
 import time
@@ -21,7 +22,7 @@ from typing import TextIO
 import msgspec
 
 from daemon.config import Config, Paths, effective_workers
-from daemon.discover import Found, discover
+from daemon.discover import discover, triage
 from daemon.engine import Job, Outcome, record, sync_session
 from daemon.ledger import Ledger
 
@@ -131,15 +132,11 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: object, *
         return summary
     ledger = Ledger(paths.ledger)
     try:
-        known = ledger.stats()
-        todo: list[Found] = []
-        for f in found:
-            key = (f.ident.kind, str(f.ident.path))
-            if known.get(key) == (f.stat.st_size, f.stat.st_mtime_ns, f.stat.st_ino):
-                summary.unchanged += 1
-            else:
-                todo.append(f)
-        todo.sort(key=lambda f: -f.stat.st_size)  # largest first: the pool finishes evenly
+        sorted_out = triage(found, ledger.stats(), ledger.skips())
+        todo = sorted_out.todo
+        summary.unchanged += sorted_out.unchanged
+        summary.skipped += len(sorted_out.skipped)
+        summary.errors.extend(sorted_out.skipped)
         jobs = [Job(f.ident, ledger.get(f.ident.kind, str(f.ident.path)), paths.codex_home, paths.ledger)
                 for f in todo]
         total = sum(f.stat.st_size for f in todo)
@@ -148,7 +145,11 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: object, *
         if jobs:
             with make_executor(workers, executor_mode, total) as executor:
                 for out in _run_jobs(executor, jobs, window=workers * 2):
-                    record(ledger, out, log)
+                    try:
+                        record(ledger, out, log)
+                    except sqlite3.Error as exc:  # the thread is durable; the next run adopts it
+                        out.kind, out.message = "failed", f"{out.path}: cannot record in the ledger " \
+                            f"{paths.ledger} ({exc}); free space in the state dir and run import again"
                     _count(summary, out)
                     progress.advance(out.bytes_read)
         progress.close()

@@ -69,12 +69,16 @@ _MIGRATIONS: dict[int, str] = {
         start_ms INTEGER NOT NULL,
         PRIMARY KEY (source, path)
     );
-    CREATE TABLE failures (                  -- sources that failed before any row existed
-        source     TEXT NOT NULL,
-        path       TEXT NOT NULL,
-        error      TEXT NOT NULL,
-        count      INTEGER NOT NULL,
-        at         REAL NOT NULL,
+    CREATE TABLE failures (                  -- sources that failed or were skipped before any row existed
+        source      TEXT NOT NULL,
+        path        TEXT NOT NULL,
+        error       TEXT NOT NULL,
+        count       INTEGER NOT NULL,
+        at          REAL NOT NULL,
+        size        INTEGER,                 -- for a skip: the stat it was decided on (NULL: a failure,
+        mtime_ns    INTEGER,                 --   retried every time) ...
+        inode       INTEGER,
+        waiting_for TEXT,                    -- ... and a folder whose appearance lifts it (a missing cwd)
         PRIMARY KEY (source, path)
     );
     """,
@@ -154,16 +158,20 @@ class Ledger:
         path.chmod(0o600)
 
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise LedgerError(
-                f"ledger {self.path} has schema {version}, newer than this session-syncd ({SCHEMA_VERSION}); upgrade")
-        for target in range(version + 1, SCHEMA_VERSION + 1):
+        """Bring the schema up to date, one version per transaction. The version is read inside the
+        write transaction, so two processes opening a new ledger at once cannot both migrate it."""
+        while True:
             with self.transaction():
-                for statement in _MIGRATIONS[target].split(";"):
+                version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise LedgerError(f"ledger {self.path} has schema {version}, newer than this session-syncd "
+                                      f"({SCHEMA_VERSION}); upgrade session-syncd")
+                if version == SCHEMA_VERSION:
+                    return
+                for statement in _MIGRATIONS[version + 1].split(";"):
                     if statement.strip():
                         self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version={target}")
+                self._db.execute(f"PRAGMA user_version={version + 1}")
 
     def transaction(self) -> "_Tx":
         return _Tx(self._db)
@@ -198,6 +206,11 @@ class Ledger:
     def superseded(self) -> list[Superseded]:
         return [Superseded(**dict(zip(Superseded.__struct_fields__, v))) for v in self._db.execute(
             f"SELECT {', '.join(Superseded.__struct_fields__)} FROM superseded ORDER BY at")]
+
+    def skips(self) -> dict[tuple[str, str], tuple[tuple[int, int, int], str | None, str]]:
+        """(source, path) → (stat it was skipped at, folder it waits for, reason) for settled skips."""
+        return {(s, p): ((size, mtime, ino), waiting, e) for s, p, size, mtime, ino, waiting, e in self._db.execute(
+            "SELECT source, path, size, mtime_ns, inode, waiting_for, error FROM failures WHERE size IS NOT NULL")}
 
     def failures(self) -> dict[tuple[str, str], tuple[str, int, float]]:
         return {(s, p): (e, c, a) for s, p, e, c, a in
@@ -242,18 +255,24 @@ class Ledger:
                 "UPDATE sessions SET size=?, mtime_ns=?, inode=?, synced_at=?, last_error=NULL, error_count=0 "
                 "WHERE source=? AND path=?", (size, mtime_ns, inode, time.time(), source, path))
 
-    def record_failure(self, source: str, path: str, error: str) -> None:
-        """A failed attempt: on the row if there is one, else in `failures`; never touches the thread."""
+    def record_failure(self, source: str, path: str, error: str, skipped_at: tuple[int, int, int] | None = None,
+                       waiting_for: str | None = None) -> None:
+        """A failed or skipped attempt: on the row if there is one, else in `failures`; never touches the
+        thread. A skip (`skipped_at` = the stat it saw) is not retried until the stat changes or the
+        `waiting_for` folder appears; a failure is retried every time."""
         now = time.time()
+        size, mtime_ns, inode = skipped_at or (None, None, None)
         with self.transaction():
             cur = self._db.execute(
                 "UPDATE sessions SET last_error=?, error_count=error_count+1 WHERE source=? AND path=?",
                 (error, source, path))
             if cur.rowcount == 0:
                 self._db.execute(
-                    "INSERT INTO failures (source, path, error, count, at) VALUES (?, ?, ?, 1, ?) "
-                    "ON CONFLICT(source, path) DO UPDATE SET error=excluded.error, count=count+1, at=excluded.at",
-                    (source, path, error, now))
+                    "INSERT INTO failures (source, path, error, count, at, size, mtime_ns, inode, waiting_for) "
+                    "VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?) ON CONFLICT(source, path) DO UPDATE SET "
+                    "error=excluded.error, count=count+1, at=excluded.at, size=excluded.size, "
+                    "mtime_ns=excluded.mtime_ns, inode=excluded.inode, waiting_for=excluded.waiting_for",
+                    (source, path, error, now, size, mtime_ns, inode, waiting_for))
 
     def integrity_check(self) -> str:
         return self._db.execute("PRAGMA integrity_check").fetchone()[0]

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import signal
+import sqlite3
 import sys
 import time
 import warnings
@@ -36,7 +37,7 @@ from daemon import log as logsetup
 from daemon import pidlock
 from daemon.config import Config, ConfigError, Paths, effective_workers, load, resolve_paths
 from daemon.debounce import debounce
-from daemon.discover import Root, discover, roots
+from daemon.discover import Root, discover, roots, triage
 from daemon.engine import Job, Outcome, record, sync_session
 from daemon.importer import PROCESS_POOL_MIN_BYTES, check_codex_home, make_executor
 from daemon.ledger import Ledger, LedgerError
@@ -48,10 +49,15 @@ RETRY_DELAYS = (2.0, 5.0, 15.0, 60.0, 300.0)  # deferred (Codex has the thread o
 
 
 @dataclass
-class Counters:
+class Shared:
+    """What outlives a config generation (SIGHUP): per-path exclusivity and the counters we publish."""
+
+    busy: set[str] = field(default_factory=set)  # paths being synced right now
+    again: set[str] = field(default_factory=set)  # paths that became due while busy: sync once more
+    retrying: set[str] = field(default_factory=set)  # paths with a retry scheduled (at most one each)
+    failing: set[str] = field(default_factory=set)  # paths whose last attempt failed
+    deferred: dict[str, str] = field(default_factory=dict)  # path → reason (Codex has the thread open)
     synced: int = 0
-    failed: int = 0
-    deferred: dict[str, str] = field(default_factory=dict)  # path → reason
     in_flight: int = 0
     last_rescan_at: float = 0.0
     dirty: trio.Event = field(default_factory=trio.Event)  # set when anything above changed
@@ -61,16 +67,14 @@ class Daemon:
     """One config generation's worth of state; rebuilt on SIGHUP."""
 
     def __init__(self, cfg: Config, paths: Paths, env: Mapping[str, str], notifier: Notifier,
-                 ledger: Ledger, counters: Counters) -> None:
+                 ledger: Ledger, shared: Shared) -> None:
         self.cfg, self.paths, self.env = cfg, paths, env
-        self.notifier, self.ledger, self.counters = notifier, ledger, counters
+        self.notifier, self.ledger, self.shared = notifier, ledger, shared
         self.log = structlog.get_logger(logsetup.LOGGER_NAME)
         self.roots: list[Root] = roots(cfg, env)
         self.workers = effective_workers(cfg)
         self.limiter = trio.CapacityLimiter(self.workers)
         self.db = trio.CapacityLimiter(1)  # one SQLite connection: serialise its use
-        self.busy: set[str] = set()
-        self.again: set[str] = set()
         self.attempts: dict[str, int] = {}
         self.pool: cf.Executor | None = None
         self.scope = trio.CancelScope()  # cancelled by begin_shutdown, even before run() enters it
@@ -98,28 +102,35 @@ class Daemon:
         key = str(ident.path)
         row = await self._db(self.ledger.get, ident.kind, key)
         job = Job(ident, row, self.paths.codex_home, self.paths.ledger)
-        self.counters.in_flight += 1
+        self.shared.in_flight += 1
         try:
             if self.pool is not None:
                 fut = self.pool.submit(sync_session, job)
                 out = await trio.to_thread.run_sync(fut.result, limiter=self.limiter, abandon_on_cancel=True)
             else:
                 out = await trio.to_thread.run_sync(sync_session, job, limiter=self.limiter, abandon_on_cancel=True)
-            await self._db(record, self.ledger, out, self.log)
+            try:
+                await self._db(record, self.ledger, out, self.log)
+            except sqlite3.Error as exc:  # the thread is durable; the retry adopts it
+                out.kind, out.row = "failed", None
+                out.message = (f"{out.path}: cannot record in the ledger {self.paths.ledger} ({exc}); "
+                               "free space in the state dir; will retry")
+                self.log.error("source.error", path=out.path, error=out.message)
         finally:
-            self.counters.in_flight -= 1
+            self.shared.in_flight -= 1
             self.changed()
         return out
 
     async def worker(self, due: trio.MemoryReceiveChannel[Identity], retry: trio.MemorySendChannel[Path],
                      nursery: trio.Nursery) -> None:
         async with due:
+            shared = self.shared
             async for ident in due:
                 key = str(ident.path)
-                if key in self.busy:
-                    self.again.add(key)
+                if key in shared.busy:
+                    shared.again.add(key)
                     continue
-                self.busy.add(key)
+                shared.busy.add(key)
                 try:
                     while True:
                         with trio.CancelScope(shield=True) as scope:
@@ -132,32 +143,38 @@ class Daemon:
                         if scope.cancelled_caught:
                             return
                         self._after(out, key, retry, nursery)
-                        if key not in self.again:
+                        if key not in shared.again:
                             break
-                        self.again.discard(key)
+                        shared.again.discard(key)
                 finally:
-                    self.busy.discard(key)
+                    shared.busy.discard(key)
 
     def _after(self, out: Outcome, key: str, retry: trio.MemorySendChannel[Path], nursery: trio.Nursery) -> None:
-        c = self.counters
+        c = self.shared
         if out.kind in ("deferred", "failed"):
             n = self.attempts.get(key, 0)
             self.attempts[key] = n + 1
             if out.kind == "deferred":
                 c.deferred[key] = out.message or "deferred"
             else:
-                c.failed += 1
-            nursery.start_soon(self._retry_later, Path(key), RETRY_DELAYS[min(n, len(RETRY_DELAYS) - 1)], retry)
+                c.failing.add(key)
+            if key not in c.retrying:  # one scheduled retry per path, however often it is deferred
+                c.retrying.add(key)
+                nursery.start_soon(self._retry_later, key, RETRY_DELAYS[min(n, len(RETRY_DELAYS) - 1)], retry)
         else:
             self.attempts.pop(key, None)
             c.deferred.pop(key, None)
+            c.failing.discard(key)
             if out.kind != "unchanged":
                 c.synced += 1
 
-    async def _retry_later(self, path: Path, delay: float, retry: trio.MemorySendChannel[Path]) -> None:
-        await trio.sleep(delay)
+    async def _retry_later(self, key: str, delay: float, retry: trio.MemorySendChannel[Path]) -> None:
         try:
-            retry.send_nowait(path)
+            await trio.sleep(delay)
+        finally:
+            self.shared.retrying.discard(key)
+        try:
+            retry.send_nowait(Path(key))
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             pass  # queue full or shutting down: the next rescan picks it up
 
@@ -165,21 +182,16 @@ class Daemon:
         """Compare every discovered session with the ledger by stat and queue the ones that differ."""
         began = time.perf_counter()
         self.log.info("rescan.started", reason=reason)
-        found, warnings = await trio.to_thread.run_sync(discover, self.cfg, self.env)
-        for w in warnings:
-            self.log.warning("source.error", error=w)
-        known = await self._db(self.ledger.stats)
-        failing = await self._db(self.ledger.failures)
-        todo = [f for f in found
-                if known.get((f.ident.kind, str(f.ident.path))) != (f.stat.st_size, f.stat.st_mtime_ns, f.stat.st_ino)
-                or (f.ident.kind, str(f.ident.path)) in failing]
+        found, problems = await trio.to_thread.run_sync(discover, self.cfg, self.env)
+        for problem in problems:
+            self.log.warning("source.error", error=problem)
+        todo = (await self._db(lambda: triage(found, self.ledger.stats(), self.ledger.skips()))).todo
         total = sum(f.stat.st_size for f in todo)
         if self.pool is None and total >= PROCESS_POOL_MIN_BYTES and self.workers > 1:
             self.pool = make_executor(self.workers, "process", total)  # a big backlog: use both cores
-        todo.sort(key=lambda f: -f.stat.st_size)
         for f in todo:
             await due.send(f.ident)
-        self.counters.last_rescan_at = time.time()
+        self.shared.last_rescan_at = time.time()
         self.changed()
         self.log.info("rescan.done", sessions=len(found), queued=len(todo), bytes=total, reason=reason,
                       duration_ms=round((time.perf_counter() - began) * 1000, 1))
@@ -220,24 +232,28 @@ class Daemon:
                 await self.reconcile(due, reason)
 
     def changed(self) -> None:
-        self.counters.dirty.set()
+        self.shared.dirty.set()
 
     async def status_loop(self, due: trio.MemorySendChannel[Identity]) -> None:
         """Publish counters (sd_notify STATUS=, the live status file) when they change, at most every
         2 s; with nothing happening it sleeps on an event (quiet when idle)."""
-        c = self.counters
+        c = self.shared
         while True:
             await c.dirty.wait()
             c.dirty = trio.Event()
-            text = f"{c.synced} synced, {c.in_flight} in flight, {len(c.deferred)} deferred, {c.failed} failed"
+            text = f"{c.synced} synced, {c.in_flight} in flight, {len(c.deferred)} deferred, {len(c.failing)} failing"
             self.notifier.status(text)
             live = pidlock.LiveStatus(
                 pid=os.getpid(), updated_at=time.time(), in_flight=c.in_flight,
                 queued=due.statistics().current_buffer_used,
                 deferred=[pidlock.Deferred(path=p, reason=r) for p, r in c.deferred.items()],
-                last_rescan_at=c.last_rescan_at or None, watching=[str(r.path) for r in self.roots if r.path.is_dir()])
-            await trio.to_thread.run_sync(pidlock.write_live, self.paths.state_dir, live)
+                last_rescan_at=c.last_rescan_at or None)
+            await trio.to_thread.run_sync(self._publish, live)
             await trio.sleep(2)
+
+    def _publish(self, live: pidlock.LiveStatus) -> None:
+        live.watching = [str(r.path) for r in self.roots if r.path.is_dir()]
+        pidlock.write_live(self.paths.state_dir, live)
 
     async def serve_generation(self) -> None:
         """Run until begin_shutdown; tell the service manager once the first reconcile is done."""
@@ -289,14 +305,14 @@ async def serve(cfg: Config, paths: Paths, env: Mapping[str, str], overrides: ar
     log = structlog.get_logger(logsetup.LOGGER_NAME)
     notifier = Notifier.from_env(env)
     ledger = Ledger(paths.ledger)
-    counters = Counters()
+    shared = Shared()
     log.info("daemon.started", pid=os.getpid(), codex_home=str(paths.codex_home), state_dir=str(paths.state_dir))
     try:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async with trio.open_nursery() as top:
                 top.start_soon(watchdog_loop, notifier)
                 while True:
-                    daemon = Daemon(cfg, paths, env, notifier, ledger, counters)
+                    daemon = Daemon(cfg, paths, env, notifier, ledger, shared)
                     async with trio.open_nursery() as generation:
                         generation.start_soon(daemon.serve_generation)
                         while True:
@@ -310,6 +326,10 @@ async def serve(cfg: Config, paths: Paths, env: Mapping[str, str], overrides: ar
                                 log.error("daemon.reload", error=str(exc), outcome="kept the running config")
                                 notifier.ready()
                                 continue
+                            if new_paths != paths:  # the open ledger, lock and logs belong to the old ones
+                                log.error("daemon.reload", error="codex_home or state_dir changed; restart "
+                                          "session-syncd to apply that (the rest is applied now)")
+                                new_paths = paths
                             log.info("daemon.reload", outcome="applied")
                             logsetup.set_level(new_cfg.log_level)
                             break
@@ -318,7 +338,10 @@ async def serve(cfg: Config, paths: Paths, env: Mapping[str, str], overrides: ar
                             notifier.stopping()
                             log.info("daemon.stopping", signal=signal.Signals(sig).name)
                             top.start_soon(_second_interrupt, signals)
-                        daemon.begin_shutdown(cfg.shutdown_timeout_s)
+                        # On exit, in-flight syncs get shutdown_timeout_s, then are abandoned (the next
+                        # start repairs them). On reload they finish: the next generation must not
+                        # start a second writer on a path whose first one is still running.
+                        daemon.begin_shutdown(cfg.shutdown_timeout_s if stopping else math.inf)
                     if stopping:
                         break
                     cfg, paths = new_cfg, new_paths

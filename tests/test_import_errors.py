@@ -50,6 +50,8 @@ def test_cwd_that_no_longer_exists_is_skipped_then_imported_when_back(tree: Tree
     assert (summary["imported"], summary["skipped"], summary["returncode"]) == (0, 1, 0)
     assert any(str(gone) in e and "no longer exists" in e for e in summary["errors"]), summary["errors"]
     assert not tree.rollouts()
+    again = run_import(tree)  # nothing changed: still skipped, for the same reason, without reading it
+    assert (again["skipped"], again["bytes_read"], again["errors"]) == (1, 0, summary["errors"])
     gone.mkdir()
     summary = run_import(tree)
     assert (summary["imported"], summary["skipped"]) == (1, 0)

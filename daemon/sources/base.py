@@ -1,8 +1,9 @@
 """The one small interface every agent source implements, and the types it trades in.
 
 A source plug-in knows three things about its agent and nothing else: where its sessions live
-(`default_roots`, `discover`), which path is one of its sessions (`identify`), and how one complete
-record of a session becomes a neutral `Message` (`parse_line`). It does no Codex rendering, no hashing
+(`default_roots`, `discover`), which path is one of its sessions (`identify`, plus `fallback_cwd` for
+agents whose records do not say where they ran), and how one complete record of a session becomes a
+neutral `Message` (`parse_line`). It does no Codex rendering, no hashing
 and no ledger work; `parse_line` is pure apart from updating the `SourceState` the fold hands it.
 
 Shapes: this interface covers append-only logs (Claude Code, Cursor, Copilot CLI, Qwen Code): one
@@ -45,7 +46,6 @@ class Identity:
     kind: str
     session_id: str
     path: Path
-    fallback_cwd: str | None = None  # cwd to use when the records carry none (Cursor: its folder)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +61,13 @@ class Source(Protocol):
 
     def discover(self, root: Path) -> Iterator[Identity]: ...
 
-    def identify(self, root: Path, path: Path) -> Identity | None: ...
+    def identify(self, root: Path, path: Path) -> Identity | None:
+        """Pure: decided from the path's shape alone (it runs on the daemon's event loop)."""
+        ...
+
+    def fallback_cwd(self, ident: Identity) -> str | None:
+        """The cwd when the records carry none; may touch the disk (called in a worker)."""
+        ...
 
     def parse_line(self, state: SourceState, line: bytes, ctx: ParseContext) -> Message | None: ...
 

@@ -60,6 +60,9 @@ class ClaudeSource:
             return None
         return Identity(self.kind, path.stem, path)
 
+    def fallback_cwd(self, ident: Identity) -> str | None:
+        return None  # every conversation record carries its cwd
+
     def parse_line(self, state: SourceState, line: bytes, ctx: ParseContext) -> Message | None:
         rec = read_record(_decode, state, line)
         if rec is None:

@@ -111,9 +111,8 @@ class CursorSource:
             for dirpath, dirnames, filenames in os.walk(transcripts):
                 dirnames[:] = sorted(d for d in dirnames if d != "subagents")
                 paths.extend(Path(dirpath) / f for f in filenames if f.endswith(".jsonl"))
-            cwd = decode_project_dir(project.name, root.parent.parent) if paths else None
             for path in sorted(paths):
-                yield Identity(self.kind, path.stem, path, cwd)
+                yield Identity(self.kind, path.stem, path)
 
     def identify(self, root: Path, path: Path) -> Identity | None:
         try:
@@ -122,7 +121,15 @@ class CursorSource:
             return None
         if path.suffix != ".jsonl" or len(rel) < 3 or rel[1] != "agent-transcripts" or "subagents" in rel:
             return None
-        return Identity(self.kind, path.stem, path, decode_project_dir(rel[0], root.parent.parent))
+        return Identity(self.kind, path.stem, path)
+
+    def fallback_cwd(self, ident: Identity) -> str | None:
+        """Decode `<root>/<encoded cwd>/agent-transcripts/…` (root = `<home>/.cursor/projects`)."""
+        for folder in ident.path.parents:
+            if folder.name == "agent-transcripts":
+                project = folder.parent
+                return decode_project_dir(project.name, project.parent.parent.parent)
+        return None
 
     def parse_line(self, state: SourceState, line: bytes, ctx: ParseContext) -> Message | None:
         rec = read_record(_decode, state, line)

@@ -271,7 +271,7 @@ def test_discover_direct_children_only(tmp_path: Path):
     found = list(SOURCE.discover(root))
     assert [i.path for i in found] == [a, b, c]
     assert [i.session_id for i in found] == ["s1", "s2", "s3"]
-    assert all(i.kind == "claude" and i.fallback_cwd is None for i in found)
+    assert all(i.kind == "claude" and SOURCE.fallback_cwd(i) is None for i in found)
 
 
 def test_discover_missing_root(tmp_path: Path):

@@ -257,8 +257,9 @@ def test_discover_recursive_skips_subagents(base: Path):
     by_path = {i.path: i for i in found}
     assert set(by_path) == {a, b, c, e}
     assert [i.path for i in found if i.path != e] == sorted([a, b, c])
-    assert by_path[a].fallback_cwd == str(cwd) and by_path[a].session_id == "c1" and by_path[a].kind == "cursor"
-    assert by_path[e].fallback_cwd == str(home)
+    assert SOURCE.fallback_cwd(by_path[a]) == str(cwd) and by_path[a].session_id == "c1"
+    assert by_path[a].kind == "cursor"
+    assert SOURCE.fallback_cwd(by_path[e]) == str(home)
     assert list(SOURCE.discover(base / "missing")) == []
 
 
@@ -268,7 +269,7 @@ def test_identify(base: Path):
     cwd.mkdir()
     proj = root / enc(cwd)
     ident = SOURCE.identify(root, proj / "agent-transcripts" / "c" / "c.jsonl")
-    assert ident is not None and ident.session_id == "c" and ident.fallback_cwd == str(cwd)
+    assert ident is not None and ident.session_id == "c" and SOURCE.fallback_cwd(ident) == str(cwd)
     assert SOURCE.identify(root, proj / "agent-transcripts" / "c.jsonl") is not None
     assert SOURCE.identify(root, proj / "agent-transcripts" / "c" / "subagents" / "s.jsonl") is None
     assert SOURCE.identify(root, proj / "other" / "c.jsonl") is None
