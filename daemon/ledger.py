@@ -19,6 +19,7 @@ from pathlib import Path
 import msgspec
 
 from daemon.fold import FoldState
+from daemon.private import make_dirs
 
 SCHEMA_VERSION = 1
 _MIGRATIONS: dict[int, str] = {
@@ -143,7 +144,7 @@ class Ledger:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_dirs(path.parent)
             self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -155,7 +156,9 @@ class Ledger:
                 "(threads already in Codex are re-adopted, not duplicated)") from None
         except OSError as exc:
             raise LedgerError(f"cannot create the ledger at {path}: {exc.strerror}; check the state dir") from None
-        path.chmod(0o600)
+        for own in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if own.exists():
+                own.chmod(0o600)
 
     def _migrate(self) -> None:
         """Bring the schema up to date, one version per transaction. The version is read inside the

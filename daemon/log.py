@@ -38,6 +38,8 @@ from typing import Any, Literal, TextIO
 import msgspec
 import structlog
 
+from daemon.private import make_dirs
+
 LOGGER_NAME = "session_syncd"
 LOG_FILE_NAME = "session-syncd.jsonl"
 MAX_BYTES = 10 * 1024 * 1024
@@ -326,7 +328,7 @@ def configure(
     if console not in CONSOLE_MODES:
         raise ValueError(f"console must be one of {', '.join(CONSOLE_MODES)}, not {console!r}")
 
-    log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_dirs(log_dir)
     if stat.S_IMODE(log_dir.stat().st_mode) & 0o077:
         os.chmod(log_dir, 0o700)
 

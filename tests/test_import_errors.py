@@ -127,3 +127,13 @@ def test_full_disk_during_an_append_leaves_the_thread_whole(tree: Tree) -> None:
     assert (tree.root / "before").read_text() == (tree.root / "after").read_text()
     (row,) = ledger_rows(tree)
     assert row["last_error"] and "free some disk space" in row["last_error"]
+
+
+def test_what_we_write_is_private(tree: Tree) -> None:
+    """Files 0600 and the folders we create 0700, whatever the umask."""
+    claude_session(tree, tree.root / "repos" / "p", "s1", turns=1)
+    run_import(tree)
+    made = [p for p in tree.codex_home.rglob("*")] + [p for p in tree.state.rglob("*")]
+    assert made
+    modes = {str(p.relative_to(tree.root)): p.stat().st_mode & 0o777 for p in made}
+    assert {k: m for k, m in modes.items() if m not in (0o600, 0o700)} == {}

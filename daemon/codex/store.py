@@ -19,6 +19,7 @@ import blake3
 import msgspec
 
 from daemon.codex.lines import iso_ms
+from daemon.private import make_dirs
 
 TAIL_BYTES = 4096
 
@@ -124,10 +125,6 @@ def _write_all(fd: int, data: bytes, offset: int) -> None:
         offset += n
 
 
-def _mkdirs(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -140,7 +137,7 @@ def write_atomic(path: Path, chunks: Iterable[bytes]) -> tuple[int, bytes]:
     """Create or replace `path` with `chunks`, durably; return (size, tail hash)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        _mkdirs(path.parent)
+        make_dirs(path.parent)
         for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer of this thread
             stale.unlink(missing_ok=True)
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -225,7 +222,7 @@ def append_session_index(codex_home: Path, thread_id: str, title: str) -> None:
     path = codex_home / "session_index.jsonl"
     line = _encode_entry(SessionIndexEntry(thread_id, title, iso_ms(int(time.time() * 1000)))) + b"\n"
     try:
-        _mkdirs(codex_home)
+        make_dirs(codex_home)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.write(fd, line)  # one small O_APPEND write: never interleaved with Codex's own lines
