@@ -9,14 +9,10 @@ Python and the GIL would cap threads at one core; see bench/), threads otherwise
 from __future__ import annotations
 
 import concurrent.futures as cf
-import multiprocessing
-import os
 import sqlite3
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import TextIO
 
 import msgspec
@@ -24,9 +20,9 @@ import msgspec
 from daemon.config import Config, Paths, effective_workers
 from daemon.discover import discover, triage
 from daemon.engine import Job, Outcome, record, sync_session
+from daemon.codex.store import check_codex_home
 from daemon.ledger import Ledger
-
-PROCESS_POOL_MIN_BYTES = 16 << 20  # below this, worker processes cost more than they save
+from daemon.pool import make_executor
 
 
 class Summary(msgspec.Struct, kw_only=True):
@@ -41,36 +37,6 @@ class Summary(msgspec.Struct, kw_only=True):
     duration_s: float = 0.0
     by_kind: dict[str, int] = {}
     errors: list[str] = []
-
-
-def make_executor(workers: int, mode: str, total_bytes: int) -> cf.Executor:
-    """A process pool when it pays (mode "auto": enough bytes and more than one worker), else threads."""
-    use_processes = mode == "process" or (mode == "auto" and workers > 1 and total_bytes >= PROCESS_POOL_MIN_BYTES)
-    if use_processes:
-        methods = multiprocessing.get_all_start_methods()
-        # fork starts a worker in ~10 ms, forkserver in ~170 ms (it boots an interpreter and imports the
-        # engine first), which is a quarter of a whole import. fork is only safe while this process has a
-        # single thread, as the one-shot `import` does; a threaded caller (the daemon) gets forkserver.
-        if sys.platform == "linux" and "fork" in methods and threading.active_count() == 1:
-            method = "fork"
-        else:
-            method = "forkserver" if "forkserver" in methods else "spawn"
-        ctx = multiprocessing.get_context(method)
-        if method == "forkserver":
-            ctx.set_forkserver_preload(["daemon.engine"])
-        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-    return cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync")
-
-
-def check_codex_home(codex_home: Path) -> str | None:
-    """One line if we cannot write threads into the Codex home at all (nothing is attempted then)."""
-    probe = codex_home
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        return (f"Codex home {codex_home} is not writable ({probe} is read-only for this user); "
-                "fix its permissions or point CODEX_HOME / --codex-home elsewhere")
-    return None
 
 
 def _run_jobs(executor: cf.Executor, jobs: list[Job], window: int) -> Iterator[Outcome]:

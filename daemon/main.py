@@ -39,7 +39,8 @@ from daemon.config import Config, ConfigError, Paths, effective_workers, load, r
 from daemon.debounce import debounce
 from daemon.discover import Root, discover, roots, triage
 from daemon.engine import Job, Outcome, record, sync_session
-from daemon.importer import PROCESS_POOL_MIN_BYTES, check_codex_home, make_executor
+from daemon.codex.store import check_codex_home
+from daemon.pool import PROCESS_POOL_MIN_BYTES, make_executor
 from daemon.ledger import Ledger, LedgerError
 from daemon.sources import Identity
 from daemon.watch import Changed, Deleted, WatchEvent, watch

@@ -48,6 +48,17 @@ def _explain(exc: OSError, path: Path, doing: str) -> StoreError:
     return StoreError(f"cannot {doing} {path}: {exc.strerror or exc}; {fix}")
 
 
+def check_codex_home(codex_home: Path) -> str | None:
+    """One line if we cannot write threads into the Codex home at all (nothing is attempted then)."""
+    probe = codex_home
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        return (f"Codex home {codex_home} is not writable ({probe} is read-only for this user); "
+                "fix its permissions or point CODEX_HOME / --codex-home elsewhere")
+    return None
+
+
 def tail_hash(f_or_path: Path | int, size: int) -> bytes:
     """blake3 of the last TAIL_BYTES bytes before `size`: cheap proof that a file is still what we wrote."""
     fd = os.open(f_or_path, os.O_RDONLY) if isinstance(f_or_path, Path) else f_or_path

@@ -1,0 +1,33 @@
+"""Where sessions are synced: worker processes or threads, and how they start.
+
+The fold is CPU-bound Python, so threads are held to one core by the GIL; processes use them all but
+cost a start-up. A pool of processes is used when there is enough to read to pay for it (see bench/).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import sys
+import threading
+
+PROCESS_POOL_MIN_BYTES = 16 << 20  # below this, worker processes cost more than they save
+
+
+def make_executor(workers: int, mode: str, total_bytes: int) -> cf.Executor:
+    """A process pool when it pays (mode "auto": enough bytes and more than one worker), else threads."""
+    use_processes = mode == "process" or (mode == "auto" and workers > 1 and total_bytes >= PROCESS_POOL_MIN_BYTES)
+    if use_processes:
+        methods = multiprocessing.get_all_start_methods()
+        # fork starts a worker in ~10 ms, forkserver in ~170 ms (it boots an interpreter and imports the
+        # engine first), which is a quarter of a whole import. fork is only safe while this process has a
+        # single thread, as the one-shot `import` does; a threaded caller (the daemon) gets forkserver.
+        if sys.platform == "linux" and "fork" in methods and threading.active_count() == 1:
+            method = "fork"
+        else:
+            method = "forkserver" if "forkserver" in methods else "spawn"
+        ctx = multiprocessing.get_context(method)
+        if method == "forkserver":
+            ctx.set_forkserver_preload(["daemon.engine"])
+        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync")
