@@ -91,10 +91,11 @@ def _logging(cfg: Config, paths: Paths, env: Mapping[str, str], console: str | N
 
 
 def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from daemon.importer import run_import, summary_line
-    from daemon.ledger import LedgerError
+    import functools
 
     from daemon import pidlock
+    from daemon.importer import run_import, summary_line
+    from daemon.ledger import LedgerError
 
     cfg, paths = load_config(args, env)
     running = pidlock.read(paths.state_dir)
@@ -102,13 +103,14 @@ def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"session-syncd: the daemon (pid {running.pid}) is running and keeps every session in sync; "
               "`import` is not needed (stop the daemon first to run it by hand)", file=sys.stderr)
         return EXIT_FAILED
-    logger = _logging(cfg, paths, env, console="none")
+    # Logging is set up on first use: by then the workers are already folding (it costs ~30 ms).
+    logger = functools.cache(lambda: _logging(cfg, paths, env, console="none"))
     try:
         summary = run_import(cfg, paths, env, logger, executor_mode=args.executor)
     except LedgerError as exc:
         print(f"session-syncd: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    logger.info("import.done", imported=summary.imported, unchanged=summary.unchanged, skipped=summary.skipped,
+    logger().info("import.done", imported=summary.imported, unchanged=summary.unchanged, skipped=summary.skipped,
                 failed=summary.failed, sessions=summary.sessions, bytes=summary.bytes_read,
                 duration_ms=round(summary.duration_s * 1000, 1))
     if args.json:

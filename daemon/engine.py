@@ -99,25 +99,31 @@ def prefix_fingerprint(fd: int, length: int) -> bytes:
 def _fold_file(fd: int, size: int, start: FoldState, kind: str, ctx: ParseContext,
                hasher: blake3.blake3, hash_from: int) -> tuple[list[bytes], FoldState]:
     """Fold bytes [start.offset, size) in chunks (the source is never held whole); feed the bytes from
-    `hash_from` on to `hasher`. Returns the body parts and the new state."""
+    `hash_from` on to `hasher`, each once. Returns the body parts and the new state.
+
+    Each read starts where the fold stopped, so an incomplete last line is read again with the next
+    chunk instead of being copied in front of it; a chunk with no complete line (a line longer than
+    CHUNK) is read again twice as large."""
     source = SOURCES[kind]
     state = start
     parts: list[bytes] = []
-    carry = b""
-    offset = start.offset
-    while offset < size:
-        chunk = os.pread(fd, min(CHUNK, size - offset), offset)
+    hashed = max(hash_from, start.offset)
+    want = CHUNK
+    while state.offset < size:
+        pos = state.offset
+        chunk = os.pread(fd, min(want, size - pos), pos)
         if not chunk:
             break  # the file shrank while we read: fold what we have, the next event re-syncs
-        if offset + len(chunk) > hash_from:
-            hasher.update(memoryview(chunk)[max(0, hash_from - offset):])
-        offset += len(chunk)
-        buf = carry + chunk if carry else chunk
-        before = state.offset
-        body, state = fold(source, state, buf, ctx)
-        carry = buf[state.offset - before:]
+        end = pos + len(chunk)
+        if end > hashed:
+            hasher.update(memoryview(chunk)[hashed - pos:])
+            hashed = end
+        body, state = fold(source, state, chunk, ctx)
         if body:
             parts.append(body)
+        if end >= size:
+            break  # what is left after state.offset is an incomplete last line: it waits
+        want = CHUNK if state.offset > pos else want * 2
     return parts, state
 
 

@@ -12,7 +12,7 @@ import concurrent.futures as cf
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TextIO
 
 import msgspec
@@ -83,7 +83,7 @@ class Progress:
             self.stream.flush()
 
 
-def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: object, *,
+def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[[], object], *,
                executor_mode: str = "auto", stream: TextIO = sys.stderr) -> Summary:
     began = time.perf_counter()
     summary = Summary(by_kind={}, errors=[])
@@ -112,7 +112,7 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: object, *
             with make_executor(workers, executor_mode, total) as executor:
                 for out in _run_jobs(executor, jobs, window=workers * 2):
                     try:
-                        record(ledger, out, log)
+                        record(ledger, out, log())
                     except sqlite3.Error as exc:  # the thread is durable; the next run adopts it
                         out.kind, out.message = "failed", f"{out.path}: cannot record in the ledger " \
                             f"{paths.ledger} ({exc}); free space in the state dir and run import again"

@@ -165,3 +165,20 @@ def test_session_without_timestamps_keeps_its_thread_across_a_crash(tmp_path: Pa
         assert len(list((tmp_path / "codex").rglob("rollout-*.jsonl"))) == 1
     finally:
         ledger.close()
+
+
+@pytest.mark.parametrize("chunk", [64, 4096, 300_000])
+def test_chunked_reading_gives_the_same_thread(env, tmp_path: Path, monkeypatch, chunk: int) -> None:
+    """Lines longer than a chunk, lines cut by chunk ends, the tail re-read: same bytes, same hash."""
+    import blake3
+
+    from daemon import engine
+
+    src, _cwd, sync = env
+    whole = sync()
+    rollout = Path(whole.row.rollout_path).read_bytes()
+    monkeypatch.setattr(engine, "CHUNK", chunk)
+    ident = SOURCES["claude"].identify(src.parent.parent, src)
+    out = sync_session(Job(ident, None, tmp_path / "codex-chunked", tmp_path / "other.sqlite3"))
+    assert Path(out.row.rollout_path).read_bytes() == rollout
+    assert out.row.content_hash == blake3.blake3(src.read_bytes()).digest() == whole.row.content_hash
