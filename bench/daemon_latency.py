@@ -269,7 +269,7 @@ def main() -> int:
     state, codex_home = run / "state", run / "codex"
     log_path = state / "session-syncd" / "logs" / "session-syncd.jsonl"
     config = run / "daemon.toml"
-    config.write_text(f"quiet_ms = {args.quiet_ms}\nmax_wait_ms = {args.max_wait_ms}\nworkers = {args.workers}\n"
+    config.write_text(f"quiet_ms = {args.quiet_ms}\nmax_wait_ms = {args.max_wait_ms}\nmax_inflight = {args.workers}\n"
                       "[sources.cursor]\nenabled = false\n")
     env = {"HOME": str(run / "home"), "CODEX_HOME": str(codex_home), "XDG_STATE_HOME": str(state),
            "XDG_CONFIG_HOME": str(run / "config"), "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

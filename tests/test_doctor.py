@@ -125,7 +125,7 @@ def test_read_only_codex_home_fails(tmp_path: Path) -> None:
 def test_bad_config_fails(tmp_path: Path) -> None:
     tree = healthy(tmp_path)
     tree.config.parent.mkdir(parents=True)
-    tree.config.write_text("workers = [oops\n")
+    tree.config.write_text("max_inflight = [oops\n")
     done = cli(tree, "doctor")  # the CLI refuses a bad config before any command runs
     assert done.returncode != 0
     assert f"config file {tree.config} is not valid TOML" in done.stdout + done.stderr
