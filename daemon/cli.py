@@ -98,18 +98,27 @@ def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from daemon.ledger import LedgerError
 
     cfg, paths = load_config(args, env)
-    running = pidlock.read(paths.state_dir)
-    if running is not None:
-        print(f"session-syncd: the daemon (pid {running.pid}) is running and keeps every session in sync; "
-              "`import` is not needed (stop the daemon first to run it by hand)", file=sys.stderr)
+    try:  # the daemon's lock: no daemon starts during an import, no second import runs beside it
+        lock = pidlock.acquire(paths.state_dir, env, role="import")
+    except pidlock.AlreadyRunning as exc:
+        if exc.role == "daemon":
+            print(f"session-syncd: the daemon (pid {exc.pid}) is running and keeps every session in sync; "
+                  "`import` is not needed (stop the daemon first to run it by hand)", file=sys.stderr)
+        else:
+            print(f"session-syncd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"session-syncd: cannot use the state dir {paths.state_dir}: {exc.strerror}; "
+              "fix its permissions or point XDG_STATE_HOME / --state-dir elsewhere", file=sys.stderr)
         return EXIT_FAILED
     # Logging is set up on first use: by then the workers are already folding (it costs ~30 ms).
     logger = functools.cache(lambda: _logging(cfg, paths, env, console="none"))
-    try:
-        summary = run_import(cfg, paths, env, logger, executor_mode=args.executor)
-    except LedgerError as exc:
-        print(f"session-syncd: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    with lock:
+        try:
+            summary = run_import(cfg, paths, env, logger, executor_mode=args.executor)
+        except LedgerError as exc:
+            print(f"session-syncd: {exc}", file=sys.stderr)
+            return EXIT_FAILED
     logger().info("import.done", imported=summary.imported, unchanged=summary.unchanged, skipped=summary.skipped,
                 failed=summary.failed, sessions=summary.sessions, bytes=summary.bytes_read,
                 duration_ms=round(summary.duration_s * 1000, 1))

@@ -265,6 +265,8 @@ def check_service(paths: Paths, env: Mapping[str, str], manager: str | None) -> 
     from service import launchd, systemd
 
     info = pidlock.read(paths.state_dir)
+    if info is not None and info.role != "daemon":
+        info = None  # a one-shot import holds the lock: no daemon
     checks: list[Check] = []
     install = "session-syncd service install"
     if manager == "launchd":

@@ -30,6 +30,8 @@ from typing import Literal
 
 import msgspec
 
+from daemon.private import make_dirs
+
 LOCK_NAME = "daemon.lock"
 LIVE_NAME = "daemon.status.json"
 ACQUIRE_RETRY_S = 0.5  # how long a held lock is re-tried before AlreadyRunning (covers readers' probes)
@@ -45,6 +47,7 @@ class DaemonInfo(msgspec.Struct, kw_only=True):
     started_at: float  # unix seconds
     manager: str  # Manager, or "unknown" when the holder has not written its description yet
     version: str
+    role: str = "daemon"  # or "import": a one-shot import holds the same lock while it runs
 
 
 class Deferred(msgspec.Struct, kw_only=True):
@@ -67,9 +70,13 @@ class LiveStatus(msgspec.Struct, kw_only=True):
 class AlreadyRunning(Exception):
     """Another live process holds the lock; the message is the one line the user sees."""
 
-    def __init__(self, pid: int | None, state_dir: Path) -> None:
-        self.pid, self.state_dir = pid, state_dir
+    def __init__(self, pid: int | None, state_dir: Path, role: str = "daemon") -> None:
+        self.pid, self.state_dir, self.role = pid, state_dir, role
         who = f"pid {pid}" if pid else "pid unknown"
+        if role == "import":
+            super().__init__(f"a session-syncd import ({who}) is running with state dir {state_dir}; "
+                             "wait for it to finish")
+            return
         kill = f", or kill {pid}" if pid else ""
         super().__init__(f"another session-syncd ({who}) already runs with state dir {state_dir}; "
                          f"stop it first (systemctl --user stop session-syncd{kill})")
@@ -131,12 +138,13 @@ class PidLock:
         self.release()
 
 
-def acquire(state_dir: Path, env: Mapping[str, str] | None = None, *, now: float | None = None) -> PidLock:
+def acquire(state_dir: Path, env: Mapping[str, str] | None = None, *, now: float | None = None,
+            role: str = "daemon") -> PidLock:
     """Take the single-instance lock for `state_dir` (created 0700 if missing) and describe ourselves in it.
 
     Raises AlreadyRunning when a live process holds it, OSError when the state dir is unusable."""
     env = os.environ if env is None else env
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_dirs(state_dir)
     path = state_dir / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -148,10 +156,11 @@ def acquire(state_dir: Path, env: Mapping[str, str] | None = None, *, now: float
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     holder = _parse(_read_all(fd))
-                    raise AlreadyRunning(holder.pid if holder else None, state_dir) from None
+                    raise AlreadyRunning(holder.pid if holder else None, state_dir,
+                                         holder.role if holder else "daemon") from None
                 time.sleep(0.02)
         info = DaemonInfo(pid=os.getpid(), started_at=time.time() if now is None else now,
-                          manager=detect_manager(env), version=package_version())
+                          manager=detect_manager(env), version=package_version(), role=role)
         data = msgspec.json.encode(info) + b"\n"
         os.ftruncate(fd, 0)
         os.pwrite(fd, data, 0)

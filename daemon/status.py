@@ -88,6 +88,7 @@ class DaemonStatus(msgspec.Struct, kw_only=True):
     queued: int | None = None
     last_rescan_at: float | None = None
     watching: list[str] = []
+    import_pid: int | None = None  # a one-shot `import` holds the lock instead of a daemon
 
 
 class Report(msgspec.Struct, kw_only=True):
@@ -105,8 +106,8 @@ class Report(msgspec.Struct, kw_only=True):
 
 
 def daemon_status(info: DaemonInfo | None, live: LiveStatus | None, now: float) -> DaemonStatus:
-    if info is None:
-        return DaemonStatus(running=False)
+    if info is None or info.role != "daemon":
+        return DaemonStatus(running=False, import_pid=info.pid if info is not None else None)
     out = DaemonStatus(running=True, pid=info.pid or None, started_at=info.started_at or None,
                        uptime_s=max(0.0, now - info.started_at) if info.started_at else None,
                        manager=info.manager, version=info.version)
@@ -193,6 +194,8 @@ def render(r: Report, failures_shown: int = 3) -> str:
     else:
         lines.append("daemon: not running; start it with `session-syncd service install` "
                      "(or `session-syncd run` in the foreground)")
+        if d.import_pid:
+            lines.append(f"import: running, pid {d.import_pid}")
     lines.append(f"ledger: {r.ledger}" + ("" if r.ledger_exists else " (none yet: nothing imported)"))
     header = ("source", "sessions", "synced", "pending", "failing", "deferred", "last sync", "lag")
     table = [header]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -103,3 +105,16 @@ def test_live_status_round_trip_is_atomic_and_tolerates_garbage(tmp_path: Path) 
 ])
 def test_detect_manager(env: dict[str, str], manager: str) -> None:
     assert pidlock.detect_manager(env) == manager
+
+
+def test_an_import_holds_the_daemon_lock(tmp_path: Path) -> None:
+    """While an import runs, a daemon cannot start (and is told why), and status shows no daemon."""
+    with pidlock.acquire(tmp_path, {}, role="import") as held:
+        assert pidlock.read(tmp_path).role == "import"
+        script = ("import sys; from pathlib import Path; from daemon import pidlock\n"
+                  "try:\n    pidlock.acquire(Path(sys.argv[1]), {})\n"
+                  "except pidlock.AlreadyRunning as e:\n    print(e.role, e)\n")
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        assert done.stdout.strip() == (f"import a session-syncd import (pid {held.info.pid}) is running with "
+                                       f"state dir {tmp_path}; wait for it to finish")
