@@ -13,7 +13,7 @@ import plistlib
 from pathlib import Path
 from typing import Any
 
-from service.plan import MakeDir, RemoveFile, Run, Step, WriteFile
+from service.plan import RemoveFile, Run, Step, prepare
 from service.spec import ServiceSpec, template
 
 LABEL = "dev.session-syncd.daemon"
@@ -65,18 +65,13 @@ def render(spec: ServiceSpec, plist_template: str | None = None) -> str:
 def install_plan(spec: ServiceSpec, plist_path: Path, uid: int, config_text: str | None) -> list[Step]:
     """Re-install safe: an already loaded agent is booted out first (tolerated when it is not loaded).
     The log dir must exist before bootstrap: launchd does not create StandardOutPath's folder."""
-    steps: list[Step] = [MakeDir(d) for d in spec.dirs_to_create]
-    if config_text is not None:
-        steps.append(WriteFile(spec.config, config_text, 0o600))
-    steps += [
-        MakeDir(plist_path.parent),
-        WriteFile(plist_path, render(spec)),
+    return [
+        *prepare(spec.dirs_to_create, spec.config, config_text, plist_path, render(spec)),
         Run(("launchctl", "bootout", target(uid)), GUI_HINT, tolerate_failure=True),
         Run(("launchctl", "enable", target(uid)), GUI_HINT),
         Run(("launchctl", "bootstrap", domain(uid), str(plist_path)),
             f"{GUI_HINT}; check the plist with `plutil -lint {plist_path}`"),
     ]
-    return steps
 
 
 def uninstall_plan(plist_path: Path, uid: int) -> list[Step]:

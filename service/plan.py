@@ -56,6 +56,15 @@ class Run:
 Step = MakeDir | WriteFile | RemoveFile | Run
 
 
+def prepare(dirs: Sequence[Path], config: Path, config_text: str | None, unit: Path, unit_text: str) -> list[Step]:
+    """What every install does first: the folders the service needs, the config file when it does not
+    exist yet (the unit names it), and the unit or agent file itself."""
+    steps: list[Step] = [MakeDir(d) for d in dirs]
+    if config_text is not None:
+        steps.append(WriteFile(config, config_text, 0o600))
+    return [*steps, MakeDir(unit.parent), WriteFile(unit, unit_text)]
+
+
 class StepFailed(Exception):
     """One line: what failed and what to do."""
 

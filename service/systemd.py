@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from service.plan import MakeDir, RemoveFile, Run, Step, WriteFile
+from service.plan import RemoveFile, Run, Step, prepare
 from service.spec import ServiceSpec, template
 
 UNIT = "session-syncd.service"
@@ -70,17 +70,12 @@ def render(spec: ServiceSpec, unit_template: str | None = None) -> str:
 
 def install_plan(spec: ServiceSpec, unit_path: Path, config_text: str | None) -> list[Step]:
     """`config_text` is written first when the config file does not exist (ExecStart names it)."""
-    steps: list[Step] = [MakeDir(d) for d in spec.dirs_to_create]
-    if config_text is not None:
-        steps.append(WriteFile(spec.config, config_text, 0o600))
-    steps += [
-        MakeDir(unit_path.parent),
-        WriteFile(unit_path, render(spec)),
+    return [
+        *prepare(spec.dirs_to_create, spec.config, config_text, unit_path, render(spec)),
         Run((*SYSTEMCTL, "daemon-reload"), BUS_HINT),
         Run((*SYSTEMCTL, "enable", UNIT), BUS_HINT),
         Run((*SYSTEMCTL, "restart", UNIT), f"see `journalctl --user -u {UNIT}`"),
     ]
-    return steps
 
 
 def uninstall_plan(unit_path: Path) -> list[Step]:
