@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ from daemon.codex.render import closing
 from daemon.codex.title import choose
 from daemon.fold import FoldState, fold
 from daemon.gitinfo import git_info
-from daemon.ledger import Ledger, Row, Superseded
+from daemon.ledger import Ledger, LedgerError, Row, Superseded
 from daemon.sources import SOURCES
 from daemon.sources.base import Identity, ParseContext
 
@@ -146,7 +147,7 @@ def sync_session(job: Job) -> Outcome:
         out.kind, out.message, out.row = "deferred", f"{busy}; will retry", None
     except store.StoreError as exc:
         out.kind, out.message, out.row = "failed", f"{ident.path}: {exc}", None
-    except sqlite3.Error as exc:  # a write intent or reservation could not be recorded: nothing was written
+    except (sqlite3.Error, LedgerError) as exc:  # an intent or reservation could not be recorded: nothing written
         out.kind, out.row = "deferred", None
         out.message = (f"{ident.path}: cannot write to the ledger {job.ledger_path} ({exc}); will retry "
                        "(free space in the state dir if it is full)")
@@ -163,9 +164,11 @@ def sync_session(job: Job) -> Outcome:
 def _sync(job: Job, out: Outcome) -> None:
     ident, row = job.ident, job.row
     path = ident.path
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO named *.jsonl must not block a worker
     try:
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _Skip(f"{path}: not a regular file; only files are sessions")
         out.stat = _stat_key(st)
         if row is not None and (row.size, row.mtime_ns, row.inode) == out.stat:
             out.kind = "unchanged"
@@ -205,6 +208,12 @@ def _sync(job: Job, out: Outcome) -> None:
         new.rollout_tail_hash, new.rollout_body_end = row.rollout_tail_hash, row.rollout_body_end
         new.rollout_body_hash = row.rollout_body_hash
     out.row = new
+    if mode == "rewrite" and _renders_the_same(row, parts, state):
+        # Read whole (a same-size change, a touch after appends): the thread would not change. Remember
+        # the new stat, fingerprint and state; a new title still goes to Codex.
+        out.kind = "touched"
+        _name(job.codex_home, new, state)
+        return
     if not state.thread.turns:
         # No user message yet: remember what we read and write nothing. Unless this is a rewrite of a
         # session that already has a thread: then commit nothing, so the next change is again a full
@@ -219,9 +228,23 @@ def _sync(job: Job, out: Outcome) -> None:
     if new.thread_id is None and not os.path.isdir(cwd):
         raise _Skip(f"{path}: its working directory {cwd} no longer exists; recreate it to import", cwd)
     if state.source.start_ms is None:
-        state.source.start_ms = _reserve_start(job, ctx.mtime_ms)
+        known = row.fold_state.source.start_ms if row is not None else None
+        state.source.start_ms = known or _reserve_start(job, ctx.mtime_ms)
     out.new_turns = state.thread.turns - (start.thread.turns if mode == "append" else 0)
     _write_thread(job, out, new, mode, parts, state, cwd, ctx)
+
+
+def _renders_the_same(row: Row, parts: list[bytes], state: FoldState) -> bool:
+    """Whether the thread we wrote already holds exactly this rendering (body and closing lines)."""
+    if row.rollout_path is None or row.rollout_body_end is None:
+        return False
+    if closing(row.fold_state.thread) != closing(state.thread):
+        return False
+    try:
+        head = store.read_range(Path(row.rollout_path), 0, row.rollout_body_end)
+    except store.StoreError:
+        return False
+    return head[head.find(b"\n") + 1:] == b"".join(parts)
 
 
 def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes], state: FoldState,
@@ -267,11 +290,48 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
     else:
         new.thread_id = ids.thread_id(ident.kind, ident.session_id, str(ident.path), 0, state.source.start_ms)
         out.kind = "imported"
-    rollout = home / ids.rollout_relpath(new.thread_id, state.source.start_ms)
-    with store.writer_lock(home, new.thread_id):
-        _write_full(new, rollout, _full_chunks(new.thread_id, parts, state, cwd, b""), 0)
+    while True:
+        rollout = home / ids.rollout_relpath(new.thread_id, state.source.start_ms)
+        with store.writer_lock(home, new.thread_id):
+            chunks = _full_chunks(new.thread_id, parts, state, cwd, b"")
+            carried = _earlier_copy_of_ours(rollout) if rollout.exists() else b""
+            if carried is not None:  # no file yet, or ours from a run whose commit was lost
+                chunks[-1] = carried
+                _write_full(new, rollout, chunks, len(carried))
+                break
+        # A thread at our deterministic path that the ledger does not know and that was continued in
+        # Codex (a lost or moved-aside ledger): keep it, use the next generation.
+        generation = new.generation + 1
+        thread = ids.thread_id(ident.kind, ident.session_id, str(ident.path), generation, state.source.start_ms)
+        out.superseded = Superseded(thread_id=new.thread_id, source=ident.kind, path=str(ident.path),
+                                    generation=new.generation, rollout_path=str(rollout), next_thread=thread,
+                                    reason="thread continued in Codex", at=time.time())
+        new.generation, new.thread_id, out.kind = generation, thread, "conflict"
+        out.message = f"{ident.path}: {rollout} was continued in Codex; wrote the session as thread {thread}"
     _name(home, new, state)
     new.updated_at = time.time()
+
+
+_MARKER_LINE = b'"type":"event_msg","payload":{"type":"agent_message","message":"<EXTERNAL SESSION IMPORTED>"'
+
+
+def _earlier_copy_of_ours(rollout: Path) -> bytes | None:
+    """For a rollout found at our path with no ledger row (its path holds our deterministic id, so we
+    wrote it; the commit was lost): the Codex metadata lines to carry if it still ends with our three
+    closing lines followed only by such lines, or None if someone continued the thread after them."""
+    existing = store.read_range(rollout, 0, rollout.stat().st_size)
+    old = existing[existing.find(b"\n") + 1:]
+    marker = old.rfind(_MARKER_LINE)
+    start = old.rfind(b"\n", 0, marker) + 1 if marker >= 0 else -1
+    if start < 0:
+        return None
+    end = start
+    for _ in range(3):  # marker, token_count, task_complete
+        end = old.find(b"\n", end) + 1
+        if end == 0:
+            return None
+    after = old[end:]
+    return after if not after or is_codex_metadata(after) else None
 
 
 Owner = Literal["ours", "interrupted", "theirs", "missing"]
@@ -312,7 +372,7 @@ def _reserve_start(job: Job, proposed_ms: int) -> int:
     The file's mtime is the best guess, but it moves as the file grows, so the first guess is
     reserved in the ledger before anything is written: a crash before the commit and a retry after
     the file grew then still land on the same thread id and path."""
-    ledger = Ledger(job.ledger_path)
+    ledger = Ledger(job.ledger_path, migrate=False)
     try:
         return ledger.reserve_start(job.ident.kind, str(job.ident.path), proposed_ms)
     finally:
@@ -320,7 +380,7 @@ def _reserve_start(job: Job, proposed_ms: int) -> int:
 
 
 def _intend(job: Job, planned: tuple[int, bytes]) -> None:
-    ledger = Ledger(job.ledger_path)
+    ledger = Ledger(job.ledger_path, migrate=False)
     try:
         ledger.set_intent(job.ident.kind, str(job.ident.path), *planned)
     finally:

@@ -141,24 +141,43 @@ def _to_row(values: tuple) -> Row:
 
 
 class Ledger:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, migrate: bool = True) -> None:
+        """`migrate=False` for the engine's short writes from worker threads and processes: the ledger
+        was opened (and migrated) by the parent, and a worker must not fail on someone else's lock."""
         self.path = path
         try:
             make_dirs(path.parent)
             self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._wal()
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            if migrate:
+                self._migrate()
+        except sqlite3.OperationalError as exc:
+            raise LedgerError(f"ledger {path} is busy or cannot be written ({exc}); another process holds it "
+                              "or the disk is full: try again, or free space in the state dir") from None
         except sqlite3.DatabaseError as exc:
             raise LedgerError(
-                f"ledger {path} is unusable ({exc}); move it aside to start a fresh ledger "
-                "(threads already in Codex are re-adopted, not duplicated)") from None
+                f"ledger {path} is unusable ({exc}); stop the daemon and move it aside (with its -wal/-shm "
+                "files) to start a fresh ledger; sessions are then imported again onto their own threads") from None
         except OSError as exc:
             raise LedgerError(f"cannot create the ledger at {path}: {exc.strerror}; check the state dir") from None
         for own in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
             if own.exists():
                 own.chmod(0o600)
+
+    def _wal(self) -> None:
+        """Switch to WAL. On a brand-new file another process may be switching it at the same moment,
+        and that answers "locked" at once (SQLite's busy timeout does not cover it): retry a while."""
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _migrate(self) -> None:
         """Bring the schema up to date, one version per transaction. The version is read inside the
@@ -269,7 +288,7 @@ class Ledger:
             cur = self._db.execute(
                 "UPDATE sessions SET last_error=?, error_count=error_count+1 WHERE source=? AND path=?",
                 (error, source, path))
-            if cur.rowcount == 0:
+            if cur.rowcount == 0 or skipped_at is not None:  # a skip is settled even beside a row
                 self._db.execute(
                     "INSERT INTO failures (source, path, error, count, at, size, mtime_ns, inode, waiting_for) "
                     "VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?) ON CONFLICT(source, path) DO UPDATE SET "

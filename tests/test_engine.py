@@ -182,3 +182,63 @@ def test_chunked_reading_gives_the_same_thread(env, tmp_path: Path, monkeypatch,
     out = sync_session(Job(ident, None, tmp_path / "codex-chunked", tmp_path / "other.sqlite3"))
     assert Path(out.row.rollout_path).read_bytes() == rollout
     assert out.row.content_hash == blake3.blake3(src.read_bytes()).digest() == whole.row.content_hash
+
+
+def _foreign_turn() -> bytes:
+    line = {"timestamp": "2026-11-02T10:00:05.000Z", "type": "response_item",
+            "payload": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "mine"}]}}
+    return json.dumps(line).encode() + b"\n"
+
+
+def test_touch_after_an_append_rewrites_nothing(env) -> None:
+    src, cwd, sync = env
+    sync()
+    with src.open("ab") as f:
+        f.write(line("user", "more", cwd, 40))
+    rollout = Path(sync().row.rollout_path)
+    before = rollout.read_bytes()
+    os.utime(src, ns=(0, 2_000_000_000))
+    assert sync().kind == "touched"
+    assert rollout.read_bytes() == before
+
+
+def test_touch_after_codex_continued_the_thread_is_no_conflict(env) -> None:
+    src, cwd, sync = env
+    sync()
+    with src.open("ab") as f:
+        f.write(line("user", "more", cwd, 40))
+    rollout = Path(sync().row.rollout_path)
+    with rollout.open("ab") as f:
+        f.write(_foreign_turn())
+    os.utime(src, ns=(0, 2_000_000_000))
+    out = sync()
+    assert (out.kind, out.superseded) == ("touched", None)
+
+
+def test_a_lost_ledger_adopts_our_rollout_and_keeps_a_continued_one(env, tmp_path: Path) -> None:
+    src, _cwd, sync = env
+    first = sync()
+    rollout = Path(first.row.rollout_path)
+    ident = SOURCES["claude"].identify(src.parent.parent, src)
+
+    def fresh(name: str) -> Outcome:  # a new, empty ledger: the old one was lost or moved aside
+        return sync_session(Job(ident, None, tmp_path / "codex", tmp_path / name))
+
+    again = fresh("new1.sqlite3")
+    assert (again.kind, again.row.thread_id) == ("imported", first.row.thread_id)
+    with rollout.open("ab") as f:
+        f.write(_foreign_turn())
+    theirs = rollout.read_bytes()
+    out = fresh("new2.sqlite3")
+    assert out.kind == "conflict" and out.row.thread_id != first.row.thread_id
+    assert rollout.read_bytes() == theirs
+    assert len(list((tmp_path / "codex").rglob("rollout-*.jsonl"))) == 2
+
+
+def test_a_fifo_is_skipped_not_waited_on(env) -> None:
+    src, _cwd, _sync = env
+    fifo = src.with_name("pipe.jsonl")
+    os.mkfifo(fifo)
+    ident = SOURCES["claude"].identify(src.parent.parent, fifo)
+    out = sync_session(Job(ident, None, src.parent / "codex", src.parent / "l.sqlite3"))
+    assert out.kind == "skipped" and "not a regular file" in out.message
