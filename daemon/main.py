@@ -106,8 +106,14 @@ class Daemon:
         self.shared.in_flight += 1
         try:
             if self.pool is not None:
-                fut = self.pool.submit(sync_session, job)
-                out = await trio.to_thread.run_sync(fut.result, limiter=self.limiter, abandon_on_cancel=True)
+                try:
+                    fut = self.pool.submit(sync_session, job)
+                    out = await trio.to_thread.run_sync(fut.result, limiter=self.limiter, abandon_on_cancel=True)
+                except cf.BrokenExecutor:  # a worker process died (OOM killer…): threads from now on
+                    self.pool.shutdown(wait=False, cancel_futures=True)
+                    self.pool = None
+                    out = Outcome(kind="failed", source=ident.kind, path=key, session_id=ident.session_id,
+                                  message=f"{key}: its worker process died; will retry")
             else:
                 out = await trio.to_thread.run_sync(sync_session, job, limiter=self.limiter, abandon_on_cancel=True)
             try:
@@ -369,6 +375,23 @@ def _reload(env: Mapping[str, str], overrides: argparse.Namespace | None) -> tup
     return cfg, resolve_paths(cfg, env)
 
 
+def _acquire_after_imports(paths: Paths, env: Mapping[str, str]) -> pidlock.PidLock:
+    """The daemon's lock; a one-shot import holding it is waited for (the service must not fail and
+    be given up on by its manager because the user ran an import at login), another daemon is not."""
+    waiting = False
+    while True:
+        try:
+            return pidlock.acquire(paths.state_dir, env)
+        except pidlock.AlreadyRunning as exc:
+            if exc.role != "import":
+                raise
+            if not waiting:
+                waiting = True
+                print(f"session-syncd: waiting for the import (pid {exc.pid}) to finish", file=sys.stderr)
+                Notifier.from_env(env).status(f"waiting for the import (pid {exc.pid}) to finish")
+            time.sleep(1.0)
+
+
 def run_daemon(cfg: Config, paths: Paths, env: Mapping[str, str], args: argparse.Namespace | None = None) -> int:
     console = logsetup.console_mode(sys.stderr, env)
     if pidlock.detect_manager(env) == "launchd":
@@ -382,7 +405,7 @@ def run_daemon(cfg: Config, paths: Paths, env: Mapping[str, str], args: argparse
         print(f"session-syncd: {problem}", file=sys.stderr)
         return 1
     try:
-        with pidlock.acquire(paths.state_dir, env):
+        with _acquire_after_imports(paths, env):
             return trio.run(serve, cfg, paths, env, args)
     except pidlock.AlreadyRunning as exc:
         print(f"session-syncd: {exc}", file=sys.stderr)

@@ -113,6 +113,16 @@ class PidLock:
     def __init__(self, state_dir: Path, fd: int, info: DaemonInfo) -> None:
         self.state_dir, self.info = state_dir, info
         self._fd: int | None = fd
+        # A forked child (an import's worker) inherits the descriptor, and with it the lock: were the
+        # parent killed, its workers would keep the lock. Children close their copy at once (that never
+        # releases the parent's lock, which lives while the parent holds its own descriptor).
+        os.register_at_fork(after_in_child=self._forget_in_child)
+
+    def _forget_in_child(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     @property
     def path(self) -> Path:

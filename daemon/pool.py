@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
+import signal
 import sys
 import threading
 
@@ -29,5 +31,16 @@ def make_executor(workers: int, mode: str, total_bytes: int) -> cf.Executor:
         ctx = multiprocessing.get_context(method)
         if method == "forkserver":
             ctx.set_forkserver_preload(["daemon.engine"])
-        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=die_with_parent)
     return cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync")
+
+
+def die_with_parent() -> None:
+    """Worker initializer: a worker must not outlive the process that started it (killed with SIGKILL,
+    its workers would otherwise wait on their queue forever, holding its files)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)

@@ -293,3 +293,34 @@ def test_crash_inside_append_after_truncate_is_adopted(small: Tree) -> None:
     src, before, _original, _out = _setup_interrupted_append(small)
     os.truncate(before["rollout_path"], before["rollout_body_end"])
     _assert_adopted(small, src, before)
+
+
+@pytest.mark.slow
+def test_a_killed_import_leaves_no_worker_and_no_lock(tmp_path: Path) -> None:
+    """SIGKILL of the import process alone (not its group): its workers die with it, so the state dir's
+    lock is free again and a daemon can start."""
+    import signal
+
+    from daemon import pidlock
+
+    tree = make_fixture(tmp_path / "t", sessions=40, mib=120, seed=SEED)
+    proc = start_import(tree, "--workers", "2")
+    state = tree.state / "session-syncd"
+    deadline = time.monotonic() + 60
+    while not any(e.get("event") == "session.imported" for e in log_events(tree)):  # workers are busy now
+        assert proc.poll() is None and time.monotonic() < deadline, "the import ended before it was killed"
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("workers of the killed import are still alive")
+    assert pidlock.read(state) is None
+    with pidlock.acquire(state, {}) as lock:  # what a starting daemon does
+        assert lock.info.role == "daemon"

@@ -273,6 +273,24 @@ def test_a_second_daemon_on_the_same_state_dir_refuses_to_start(tree: Tree) -> N
         assert d.stop() == 0
 
 
+def test_a_daemon_waits_for_a_running_import(tree: Tree) -> None:
+    """A service started while the user runs `import` waits for it instead of failing."""
+    from daemon import pidlock
+
+    s = new_session(tree, ("one", "uno"))
+    held = pidlock.acquire(tree.state / "session-syncd", {}, role="import")
+    try:
+        d = DaemonProc(tree).start(wait=None)
+        wait_until(lambda: "waiting for the import" in d.stderr(), what="the daemon to wait for the import")
+        assert d.alive() and not d.find("daemon.ready")
+    finally:
+        held.release()
+    with d:
+        d.wait_event("daemon.ready")
+        d.wait_event("session.imported", path=str(s.path))
+        assert d.stop() == 0
+
+
 # -- shutdown in the middle of an import --------------------------------------------------------------
 
 
