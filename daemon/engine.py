@@ -3,15 +3,17 @@
 Owns the per-session decision procedure shared by `import` and the daemon (there is no second path):
 
 1. `stat` equals the ledger's → unchanged, nothing read.
-2. If the part we folded last time (`consumed` bytes) is still there — same length-and-ends fingerprint
-   (`prefix_fingerprint`) — only the bytes after it are read and folded (append: O(new bytes)), and the
-   content hash is chained: blake3(previous hash ‖ the bytes added). Otherwise the whole file is read
-   once, in chunks, hashed (blake3) and re-folded from the start (rewrite); the same hash as before
-   means only the stat changed (touched).
+2. If the file grew and the part we folded last time (`consumed` bytes) is still there — same
+   length-and-ends fingerprint (`prefix_fingerprint`) — only the bytes after it are read and folded
+   (append: O(new bytes)), and the content hash is chained: blake3(previous hash ‖ the bytes added).
+   Otherwise the whole file is read once, in chunks, hashed (blake3) and re-folded from the start
+   (rewrite); the same hash, or a rendering identical to the thread we wrote, means only the stat
+   changed (touched: nothing is written).
 3. Write: a new thread is written atomically at its deterministic path; an append cuts our previous
    closing lines and appends; a rewrite replaces the file atomically. Before touching an existing
-   rollout we check it is still exactly what we wrote (size + tail hash): if Codex continued the
-   thread, we leave it alone and write a new generation (a conflict copy) instead.
+   rollout we take Codex's writer lock (held: deferred) and check it is still what we wrote (size +
+   tail hash, plus the settings lines Codex appends when a thread is merely opened, which we keep):
+   if Codex continued the thread, we leave it alone and write a new generation (a conflict copy).
 4. Return the new ledger `Row`; the caller commits it (one transaction) — the rollout is already fsynced.
 
 `sync_session` is a plain blocking function of picklable values, so it runs the same in a thread or in
