@@ -225,10 +225,6 @@ class Ledger:
         return {(s, p): (size, mtime, ino) for s, p, size, mtime, ino in
                 self._db.execute("SELECT source, path, size, mtime_ns, inode FROM sessions")}
 
-    def superseded(self) -> list[Superseded]:
-        return [Superseded(**dict(zip(Superseded.__struct_fields__, v))) for v in self._db.execute(
-            f"SELECT {', '.join(Superseded.__struct_fields__)} FROM superseded ORDER BY at")]
-
     def skips(self) -> dict[tuple[str, str], tuple[tuple[int, int, int], str | None, str]]:
         """(source, path) → (stat it was skipped at, folder it waits for, reason) for settled skips."""
         return {(s, p): ((size, mtime, ino), waiting, e) for s, p, size, mtime, ino, waiting, e in self._db.execute(
@@ -270,13 +266,6 @@ class Ledger:
             self._db.execute("UPDATE sessions SET pending_size=?, pending_tail_hash=? WHERE source=? AND path=?",
                              (size, tail_hash, source, path))
 
-    def touch(self, source: str, path: str, size: int, mtime_ns: int, inode: int) -> None:
-        """Same content, new stat (a `touch`, or a copy back): remember the stat, read nothing next time."""
-        with self.transaction():
-            self._db.execute(
-                "UPDATE sessions SET size=?, mtime_ns=?, inode=?, synced_at=?, last_error=NULL, error_count=0 "
-                "WHERE source=? AND path=?", (size, mtime_ns, inode, time.time(), source, path))
-
     def record_failure(self, source: str, path: str, error: str, skipped_at: tuple[int, int, int] | None = None,
                        waiting_for: str | None = None) -> None:
         """A failed or skipped attempt: on the row if there is one, else in `failures`; never touches the
@@ -295,9 +284,6 @@ class Ledger:
                     "error=excluded.error, count=count+1, at=excluded.at, size=excluded.size, "
                     "mtime_ns=excluded.mtime_ns, inode=excluded.inode, waiting_for=excluded.waiting_for",
                     (source, path, error, now, size, mtime_ns, inode, waiting_for))
-
-    def integrity_check(self) -> str:
-        return self._db.execute("PRAGMA integrity_check").fetchone()[0]
 
 
 class _Tx:
