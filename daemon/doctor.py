@@ -17,7 +17,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -27,6 +26,7 @@ import msgspec
 
 from daemon import pidlock
 from daemon.config import Config, Paths, default_config_path
+from daemon.private import probe_writable
 from daemon.status import duration
 
 Level = Literal["ok", "warn", "FAIL"]
@@ -154,23 +154,6 @@ def read_watch_limit(path: Path = INOTIFY_LIMIT_FILE) -> int | None:
         return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def probe_writable(folder: Path) -> str | None:
-    """None if we can create (and remove) a file in `folder`, or in its nearest existing ancestor when it
-    does not exist yet (it would be created there); otherwise the reason."""
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{probe} is not a folder"
-    try:
-        fd, name = tempfile.mkstemp(prefix=".session-syncd-doctor-", dir=probe)
-    except OSError as exc:
-        return f"{probe} is not writable ({exc.strerror})"
-    os.close(fd)
-    os.unlink(name)
-    return None
 
 
 def check_codex_home(codex_home: Path) -> Check:

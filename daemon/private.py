@@ -1,11 +1,14 @@
 """Everything we create is private: folders 0700, files 0600, whatever the umask.
 
 Owns the one helper for creating folders that way (`mkdir -p` would give intermediate folders
-0777 & ~umask). Folders that already exist are left as they are: they are not ours.
+0777 & ~umask), and the one check that we could create something in a folder. Folders that already
+exist are left as they are: they are not ours.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 
@@ -21,3 +24,20 @@ def make_dirs(path: Path) -> None:
         except FileExistsError:
             continue  # made by someone else (Codex, a parallel run) meanwhile: not ours to chmod
         folder.chmod(0o700)
+
+
+def probe_writable(folder: Path) -> str | None:
+    """None if we can create (and remove) a file in `folder`, or in its nearest existing ancestor when it
+    does not exist yet (it would be created there); otherwise the reason."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder"
+    try:
+        fd, name = tempfile.mkstemp(prefix=".session-syncd-probe-", dir=probe)
+    except OSError as exc:
+        return f"{probe} is not writable ({exc.strerror})"
+    os.close(fd)
+    os.unlink(name)
+    return None

@@ -62,7 +62,7 @@ def test_healthy_setup_is_all_ok(tmp_path: Path) -> None:
         assert got["codex"] == [f"ok codex-cli 0.169.0 ({codex}); threads are written in the 0.169.0 rollout format"]
     else:
         assert got["codex"][0].startswith("warn codex not found on PATH")
-    assert not list(tree.codex_home.glob(".session-syncd-doctor-*"))  # probes cleaned up
+    assert not list(tree.codex_home.glob(".session-syncd-probe-*"))  # probes cleaned up
 
 
 def test_missing_default_roots_are_not_installed_and_no_ledger_is_fine(tmp_path: Path) -> None:

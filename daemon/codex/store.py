@@ -19,7 +19,7 @@ import blake3
 import msgspec
 
 from daemon.codex.lines import iso_ms
-from daemon.private import make_dirs
+from daemon.private import make_dirs, probe_writable
 
 TAIL_BYTES = 4096
 
@@ -50,13 +50,11 @@ def _explain(exc: OSError, path: Path, doing: str) -> StoreError:
 
 def check_codex_home(codex_home: Path) -> str | None:
     """One line if we cannot write threads into the Codex home at all (nothing is attempted then)."""
-    probe = codex_home
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        return (f"Codex home {codex_home} is not writable ({probe} is read-only for this user); "
-                "fix its permissions or point CODEX_HOME / --codex-home elsewhere")
-    return None
+    problem = probe_writable(codex_home)
+    if problem is None:
+        return None
+    return (f"Codex home {codex_home} is not writable ({problem}); "
+            "fix its permissions or point CODEX_HOME / --codex-home elsewhere")
 
 
 def tail_hash(f_or_path: Path | int, size: int) -> bytes:
