@@ -190,12 +190,20 @@ def _foreign_turn() -> bytes:
     return json.dumps(line).encode() + b"\n"
 
 
-def test_touch_after_an_append_rewrites_nothing(env) -> None:
+def _imported_then_appended(env) -> Path:
+    """Import the session, append a turn, sync it: the rollout."""
     src, cwd, sync = env
     sync()
     with src.open("ab") as f:
         f.write(line("user", "more", cwd, 40))
-    rollout = Path(sync().row.rollout_path)
+    out = sync()
+    assert out.kind == "appended"
+    return Path(out.row.rollout_path)
+
+
+def test_touch_after_an_append_rewrites_nothing(env) -> None:
+    src, _cwd, sync = env
+    rollout = _imported_then_appended(env)
     before = rollout.read_bytes()
     os.utime(src, ns=(0, 2_000_000_000))
     assert sync().kind == "touched"
@@ -203,11 +211,8 @@ def test_touch_after_an_append_rewrites_nothing(env) -> None:
 
 
 def test_touch_after_codex_continued_the_thread_is_no_conflict(env) -> None:
-    src, cwd, sync = env
-    sync()
-    with src.open("ab") as f:
-        f.write(line("user", "more", cwd, 40))
-    rollout = Path(sync().row.rollout_path)
+    src, _cwd, sync = env
+    rollout = _imported_then_appended(env)
     with rollout.open("ab") as f:
         f.write(_foreign_turn())
     os.utime(src, ns=(0, 2_000_000_000))
