@@ -62,10 +62,7 @@ def log(msg: str) -> None:
 # -- fixture -----------------------------------------------------------------------------------------
 
 def fixture_script() -> Path:
-    for candidate in (HERE / "make_fixture.py", REPO.parent / "shared" / "bench" / "make_fixture.py"):
-        if candidate.is_file():
-            return candidate
-    sys.exit("bench: make_fixture.py not found (expected ../shared/bench/make_fixture.py)")
+    return HERE / "make_fixture.py"  # the project's own generator
 
 
 def build_fixture(work: Path) -> Path:

@@ -44,6 +44,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     rescan_interval_s: float = 600.0
     shutdown_timeout_s: float = 10.0
     log_level: str = "info"
+    # A source line longer than this is skipped and counted instead of being held in memory whole.
+    max_line_mb: int = 64
 
     def __post_init__(self) -> None:
         checks = [
@@ -54,6 +56,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
             (self.shutdown_timeout_s > 0, "shutdown_timeout_s must be > 0"),
             (self.max_sessions is None or self.max_sessions > 0, "max_sessions must be > 0"),
             (self.max_age_days is None or self.max_age_days > 0, "max_age_days must be > 0"),
+            (self.max_line_mb > 0, "max_line_mb must be > 0"),
             (self.log_level in ("debug", "info", "warning", "error"),
              "log_level must be one of debug, info, warning, error"),
         ]

@@ -33,11 +33,12 @@ from typing import Literal
 import blake3
 import msgspec
 
+from daemon import faults
 from daemon.codex import ids, store
 from daemon.codex.lines import GitInfo, SessionMeta, encode, is_codex_metadata, iso_ms
 from daemon.codex.render import closing
 from daemon.codex.title import choose
-from daemon.fold import FoldState, fold
+from daemon.fold import MAX_LINE, FoldState, fold
 from daemon.gitinfo import git_info
 from daemon.ledger import Ledger, LedgerError, Row, Superseded
 from daemon.sources import SOURCES
@@ -62,9 +63,10 @@ class Outcome(msgspec.Struct, kw_only=True):
     message: str | None = None  # the one-line reason for skipped / deferred / failed
     bytes_read: int = 0
     new_turns: int = 0
-    malformed: int = 0  # lines skipped in this sync because they were not a JSON object
+    malformed: int = 0  # lines skipped in this sync (not a JSON object, unparsable, over the limit)
     stat: tuple[int, int, int] | None = None  # (size, mtime_ns, inode) the decision was made on
     waiting_for: str | None = None  # for a skip: the missing folder whose appearance lifts it
+    settled: bool = False  # a failure caused by this version of the file: retried only once it changes
     duration_ms: float = 0.0
 
 
@@ -74,6 +76,7 @@ class Job:
     row: Row | None
     codex_home: Path
     ledger_path: Path  # for the write intent before an existing rollout is changed
+    max_line: int = MAX_LINE  # longer source lines are skipped and counted
 
 
 class _Skip(Exception):
@@ -100,33 +103,33 @@ def prefix_fingerprint(fd: int, length: int) -> bytes:
 
 
 def _fold_file(fd: int, size: int, start: FoldState, kind: str, ctx: ParseContext,
-               hasher: blake3.blake3, hash_from: int) -> tuple[list[bytes], FoldState]:
+               hasher: blake3.blake3, hash_from: int, max_line: int) -> tuple[list[bytes], FoldState]:
     """Fold bytes [start.offset, size) in chunks (the source is never held whole); feed the bytes from
     `hash_from` on to `hasher`, each once. Returns the body parts and the new state.
 
-    Each read starts where the fold stopped, so an incomplete last line is read again with the next
-    chunk instead of being copied in front of it; a chunk with no complete line (a line longer than
-    CHUNK) is read again twice as large."""
+    Each byte is read once: an incomplete last line is carried in front of the next chunk. The fold
+    skips a line over `max_line` (and stops carrying it), so what is held is at most one chunk plus one
+    line under the limit, however long a line in the file is."""
     source = SOURCES[kind]
     state = start
     parts: list[bytes] = []
     hashed = max(hash_from, start.offset)
-    want = CHUNK
-    while state.offset < size:
-        pos = state.offset
-        chunk = os.pread(fd, min(want, size - pos), pos)
+    pos = start.offset  # next byte to read; bytes [state.offset, pos) are carried in `carry`
+    carry = b""
+    while pos < size:
+        chunk = os.pread(fd, min(CHUNK, size - pos), pos)
         if not chunk:
             break  # the file shrank while we read: fold what we have, the next event re-syncs
         end = pos + len(chunk)
         if end > hashed:
             hasher.update(memoryview(chunk)[hashed - pos:])
             hashed = end
-        body, state = fold(source, state, chunk, ctx)
+        data = carry + chunk if carry else chunk
+        body, state = fold(source, state, data, ctx, max_line)
         if body:
             parts.append(body)
-        if end >= size:
-            break  # what is left after state.offset is an incomplete last line: it waits
-        want = CHUNK if state.offset > pos else want * 2
+        carry = data[len(data) - (end - state.offset):] if state.offset < end else b""
+        pos = end
     return parts, state
 
 
@@ -159,8 +162,18 @@ def sync_session(job: Job) -> Outcome:
     except OSError as exc:
         out.kind, out.row = "failed", None
         out.message = f"cannot read {ident.path}: {exc.strerror or exc}; check that the file is readable"
+    except Exception as exc:  # noqa: BLE001 — the never-raise contract: one session's content (or a bug
+        # it triggers) fails that session only. Settled: not retried until the file changes.
+        out.kind, out.row, out.settled = "failed", None, True
+        out.message = (f"{ident.path}: could not be imported ({type(exc).__name__}: {_first_line(exc)}); "
+                       "it is retried when the file changes — please report this with the file if it persists")
     out.duration_ms = (time.perf_counter() - began) * 1000
     return out
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0][:200] if text else "no detail")
 
 
 def _sync(job: Job, out: Outcome) -> None:
@@ -186,11 +199,13 @@ def _sync(job: Job, out: Outcome) -> None:
         else:
             mode, start = ("new" if row is None else "rewrite"), FoldState()
             hasher, hash_from = blake3.blake3(), 0
-        parts, state = _fold_file(fd, size, start, ident.kind, ctx, hasher, hash_from)
+        parts, state = _fold_file(fd, size, start, ident.kind, ctx, hasher, hash_from, job.max_line)
+        faults.point("fold", path)
         prefix_hash = prefix_fingerprint(fd, state.offset)
         content_hash = hasher.digest()
         out.bytes_read = size - start.offset
-        out.malformed = state.source.malformed - start.source.malformed
+        out.malformed = (state.source.malformed - start.source.malformed
+                         + state.long_lines - start.long_lines)
     finally:
         os.close(fd)
     if row is not None and (content_hash == row.content_hash or mode == "append" and state == start):
@@ -396,7 +411,7 @@ def _refold(job: Job, ctx: ParseContext, new: Row) -> tuple[list[bytes], FoldSta
     try:
         st = os.fstat(fd)
         hasher = blake3.blake3()
-        parts, state = _fold_file(fd, st.st_size, FoldState(), ident.kind, ctx, hasher, 0)
+        parts, state = _fold_file(fd, st.st_size, FoldState(), ident.kind, ctx, hasher, 0, job.max_line)
         prefix = prefix_fingerprint(fd, state.offset)
     finally:
         os.close(fd)
@@ -447,7 +462,7 @@ def record(ledger: Ledger, out: Outcome, log: object) -> None:
     if out.kind == "skipped":
         ledger.record_failure(out.source, out.path, out.message or out.kind, out.stat, out.waiting_for)
     elif out.kind == "failed":
-        ledger.record_failure(out.source, out.path, out.message or out.kind)
+        ledger.record_failure(out.source, out.path, out.message or out.kind, out.stat if out.settled else None)
     elif out.row is not None:
         ledger.commit(out.row, out.superseded)
     level, event = _EVENTS[out.kind]

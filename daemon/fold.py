@@ -10,6 +10,12 @@ complete line goes through the source plug-in's `parse_line` (→ neutral Messag
 messages through the Codex renderer (→ body lines). The state is a plain msgspec value: the engine stores
 it in the ledger and later resumes with only the bytes that were appended.
 
+Never raises for content: a line the plug-in cannot parse (malformed, nested past the recursion limit,
+a shape its code did not expect) is skipped and counted in `state.source.malformed`, and the fold goes
+on with the next line. A line longer than `max_line` bytes is skipped and counted in `state.long_lines`
+without being held whole: when its end has not arrived yet the fold consumes what there is and sets
+`state.skipping`, and the next call drops bytes up to the next newline.
+
 Folding a file in any split of its bytes gives byte-identical output to folding it at once
 (tests/test_fold.py checks this with hypothesis).
 """
@@ -27,53 +33,88 @@ _WS_BYTES = frozenset(_WS)
 _raw = msgspec.json.Decoder(msgspec.Raw).decode
 
 
+MAX_LINE = 64 << 20  # default line limit (config `max_line_mb`): Codex reads any length, memory does not
+
+
 class FoldState(msgspec.Struct, kw_only=True):
     offset: int = 0  # bytes of the source consumed so far
     source: SourceState = msgspec.field(default_factory=SourceState)
     thread: ThreadState = msgspec.field(default_factory=ThreadState)
+    long_lines: int = 0  # lines skipped because they were longer than the line limit
+    skipping: bool = False  # inside a line over the limit whose end has not been read yet
 
 
-def _is_complete_object(tail: bytes) -> bool:
-    stripped = tail.strip(_WS)
-    if not stripped.startswith(b"{"):
+def _is_complete_object(chunk: bytes, start: int) -> bool:
+    """Whether chunk[start:] is one JSON object (blank around it). Looks at its two ends first, so an
+    unfinished long line costs nothing to reject and nothing is copied."""
+    i, j = len(chunk) - 1, start
+    while i >= j and chunk[i] in _WS_BYTES:
+        i -= 1
+    while j <= i and chunk[j] in _WS_BYTES:
+        j += 1
+    if i <= j or chunk[j] != 0x7B or chunk[i] != 0x7D:  # "{" … "}"
         return False
     try:
-        _raw(stripped)
+        _raw(memoryview(chunk)[j:i + 1])
     except msgspec.DecodeError:
         return False
     return True
 
 
-def complete_end(chunk: bytes) -> int:
+def complete_end(chunk: bytes, start: int = 0) -> int:
     """How many leading bytes of `chunk` are complete lines (the rest waits for more data)."""
-    end = chunk.rfind(b"\n") + 1
-    if end < len(chunk) and _is_complete_object(chunk[end:]):
+    end = chunk.rfind(b"\n", start) + 1
+    if end == 0:
+        end = start
+    if end < len(chunk) and _is_complete_object(chunk, end):
         return len(chunk)
     return end
 
 
-def fold(source: Source, state: FoldState, chunk: bytes, ctx: ParseContext) -> tuple[bytes, FoldState]:
+def fold(source: Source, state: FoldState, chunk: bytes, ctx: ParseContext,
+         max_line: int = MAX_LINE) -> tuple[bytes, FoldState]:
     """Consume the complete lines of `chunk`, the source bytes from `state.offset` on.
 
     Returns the rendered body lines and the new state; `state` itself is left untouched.
     """
-    end = complete_end(chunk)
+    pos = 0
+    skipping = state.skipping
+    if skipping:  # the rest of a line over the limit: drop it up to its newline
+        nl = chunk.find(b"\n")
+        if nl < 0:
+            return b"", msgspec.structs.replace(state, offset=state.offset + len(chunk))
+        pos, skipping = nl + 1, False
+    long_lines = state.long_lines
+    last_nl = chunk.rfind(b"\n", pos)
+    tail = len(chunk) - (last_nl + 1 if last_nl >= 0 else pos)
+    if tail > max_line:  # an unfinished line already over the limit: never wait to hold it whole
+        end, skipping, long_lines = len(chunk), True, long_lines + 1
+        limit = len(chunk) - tail
+    else:
+        end = complete_end(chunk, pos)
+        limit = end
     view = memoryview(chunk)
     src = msgspec.structs.replace(state.source)
     parse = source.parse_line
     messages: list[Message] = []
-    pos = 0
-    while pos < end:
-        nl = chunk.find(b"\n", pos, end)
+    while pos < limit:
+        nl = chunk.find(b"\n", pos, limit)
         if nl < 0:
-            nl = end
-        if nl > pos and (chunk[pos] not in _WS_BYTES or chunk[pos:nl].strip(_WS)):
-            m = parse(src, view[pos:nl], ctx)
+            nl = limit
+        if nl - pos > max_line:
+            long_lines += 1
+        elif nl > pos and (chunk[pos] not in _WS_BYTES or chunk[pos:nl].strip(_WS)):
+            try:
+                m = parse(src, view[pos:nl], ctx)
+            except Exception:  # noqa: BLE001 — one hostile line (nesting past the recursion limit, a
+                m = None        # shape the plug-in did not expect) is skipped and counted, never fatal
+                src.malformed += 1
             if m is not None:
                 messages.append(m)
         pos = nl + 1
     body, thread = render(state.thread, messages)
-    return body, FoldState(offset=state.offset + end, source=src, thread=thread)
+    return body, FoldState(offset=state.offset + end, source=src, thread=thread, long_lines=long_lines,
+                           skipping=skipping)
 
 
-__all__ = ["FoldState", "ParseContext", "closing", "complete_end", "fold"]
+__all__ = ["MAX_LINE", "FoldState", "ParseContext", "closing", "complete_end", "fold"]

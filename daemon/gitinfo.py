@@ -40,11 +40,18 @@ def _find_git_dirs(cwd: Path) -> tuple[Path, Path] | None:
     return None
 
 
-def _resolve_ref(git_dir: Path, common: Path, ref: str) -> str | None:
+SYMREF_MAX_DEPTH = 5  # git's own limit (refs.c SYMREF_MAXDEPTH): a ref pointing at itself ends here
+
+
+def _resolve_ref(git_dir: Path, common: Path, ref: str, depth: int = 0) -> str | None:
+    if depth > SYMREF_MAX_DEPTH:
+        return None
     for base in (git_dir, common):
         value = _read(base / ref)
         if value:
-            return value if not value.startswith("ref:") else _resolve_ref(git_dir, common, value[4:].strip())
+            if not value.startswith("ref:"):
+                return value
+            return _resolve_ref(git_dir, common, value[4:].strip(), depth + 1)
     packed = _read(common / "packed-refs") or ""
     for line in packed.splitlines():
         parts = line.split(" ", 1)

@@ -8,21 +8,23 @@ Python and the GIL would cap threads at one core; see bench/), threads otherwise
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import msgspec
 
 from daemon.config import Config, Paths, effective_workers
 from daemon.discover import discover, triage
-from daemon.engine import Job, Outcome, record, sync_session
 from daemon.codex.store import check_codex_home
 from daemon.ledger import Ledger
-from daemon.pool import make_executor
+
+if TYPE_CHECKING:  # imported where used: an import with nothing to sync needs neither (start-up time)
+    import concurrent.futures as cf
+
+    from daemon.engine import Job, Outcome
 
 
 class Summary(msgspec.Struct, kw_only=True):
@@ -39,21 +41,53 @@ class Summary(msgspec.Struct, kw_only=True):
     errors: list[str] = []
 
 
-def _run_jobs(executor: cf.Executor, jobs: list[Job], window: int) -> Iterator[Outcome]:
-    """Yield outcomes as they complete, with at most `window` jobs submitted at once."""
-    pending: set[cf.Future[Outcome]] = set()
-    it = iter(jobs)
-    for job in it:
-        pending.add(executor.submit(sync_session, job))
-        if len(pending) >= window:
-            break
-    while pending:
-        done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-        for fut in done:
-            yield fut.result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.add(executor.submit(sync_session, nxt))
+def _run_jobs(make: Callable[[], cf.Executor], jobs: list[Job], window: int) -> Iterator[Outcome]:
+    """Yield outcomes as they complete, with at most `window` jobs submitted at once.
+
+    A worker process that dies (OOM killer, SIGKILL) breaks its pool: every session in flight on it fails
+    (the next run retries it) and the rest go on in a new pool."""
+    import concurrent.futures as cf
+
+    from daemon.engine import Outcome, sync_session
+
+    executors = [make()]  # the last one is current; the others broke
+    pending: dict[cf.Future[Outcome], tuple[Job, cf.Executor]] = {}
+
+    def submit(job: Job) -> None:
+        try:
+            pending[executors[-1].submit(sync_session, job)] = (job, executors[-1])
+        except cf.BrokenExecutor:
+            replace(executors[-1])
+            pending[executors[-1].submit(sync_session, job)] = (job, executors[-1])
+
+    def replace(broken: cf.Executor) -> None:
+        if broken is executors[-1]:
+            broken.shutdown(wait=False, cancel_futures=True)
+            executors.append(make())
+
+    try:
+        it = iter(jobs)
+        for job in it:
+            submit(job)
+            if len(pending) >= window:
+                break
+        while pending:
+            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                job, ran_on = pending.pop(fut)
+                try:
+                    yield fut.result()
+                except cf.BrokenExecutor:
+                    ident = job.ident
+                    yield Outcome(kind="failed", source=ident.kind, path=str(ident.path), session_id=ident.session_id,
+                                  message=f"{ident.path}: its worker process died; run import again to retry it")
+                    replace(ran_on)
+                nxt = next(it, None)
+                if nxt is not None:
+                    submit(nxt)
+    finally:
+        for executor in executors:
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 class Progress:
@@ -103,21 +137,23 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
         summary.unchanged += sorted_out.unchanged
         summary.skipped += len(sorted_out.skipped)
         summary.errors.extend(sorted_out.skipped)
-        jobs = [Job(f.ident, ledger.get(f.ident.kind, str(f.ident.path)), paths.codex_home, paths.ledger)
-                for f in todo]
+        if todo:  # the engine and the pool only when there is something to sync (start-up time)
+            from daemon.engine import Job, record
+            from daemon.pool import make_executor
+        jobs = [Job(f.ident, ledger.get(f.ident.kind, str(f.ident.path)), paths.codex_home, paths.ledger,
+                    cfg.max_line_mb << 20) for f in todo]
         total = sum(f.stat.st_size for f in todo)
         progress = Progress(stream, len(jobs), total)
         workers = max(1, min(effective_workers(cfg), len(jobs)))
         if jobs:
-            with make_executor(workers, executor_mode, total) as executor:
-                for out in _run_jobs(executor, jobs, window=workers * 2):
-                    try:
-                        record(ledger, out, log())
-                    except sqlite3.Error as exc:  # the thread is durable; the next run adopts it
-                        out.kind, out.message = "failed", f"{out.path}: cannot record in the ledger " \
-                            f"{paths.ledger} ({exc}); free space in the state dir and run import again"
-                    _count(summary, out)
-                    progress.advance(out.bytes_read)
+            for out in _run_jobs(lambda: make_executor(workers, executor_mode, total), jobs, window=workers * 2):
+                try:
+                    record(ledger, out, log())
+                except sqlite3.Error as exc:  # the thread is durable; the next run adopts it
+                    out.kind, out.message = "failed", f"{out.path}: cannot record in the ledger " \
+                        f"{paths.ledger} ({exc}); free space in the state dir and run import again"
+                _count(summary, out)
+                progress.advance(out.bytes_read)
         progress.close()
     finally:
         ledger.close()

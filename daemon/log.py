@@ -5,6 +5,8 @@ event names (`EVENTS`), and how the console looks (coloured on a TTY, `<prio>lev
 without timestamps under systemd/journald, `timestamp level event k=v` elsewhere, or nothing).
 Everything else logs with ``log = structlog.get_logger("session_syncd")`` and
 ``log.info("session.imported", path=..., thread_id=..., bytes=..., duration_ms=...)``.
+`daemon.logfile` holds what the file format shares and writes the same lines without structlog, for
+one-shot commands that only log to the file (`import`): structlog costs more to import than they run.
 
 Design: structlog in front of stdlib `logging`. The file needs `RotatingFileHandler`, which is a
 stdlib handler; every stdlib handler serialises `emit` (format + one write + flush) under its
@@ -26,9 +28,7 @@ import logging
 import logging.handlers
 import os
 import re
-import stat
 import sys
-import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -38,16 +38,13 @@ from typing import Any, Literal, TextIO
 import msgspec
 import structlog
 
-from daemon.private import make_dirs
+from daemon.logfile import BACKUP_COUNT, LEVELS, LOG_FILE_NAME, MAX_BYTES, open_private, prepare_dir, timestamp
+from daemon.logfile import to_str as _to_str
 
 LOGGER_NAME = "session_syncd"
-LOG_FILE_NAME = "session-syncd.jsonl"
-MAX_BYTES = 10 * 1024 * 1024
-BACKUP_COUNT = 5
 
 ConsoleMode = Literal["tty", "journald", "plain", "none"]
 CONSOLE_MODES: tuple[ConsoleMode, ...] = ("tty", "journald", "plain", "none")
-LEVELS = ("debug", "info", "warning", "error", "critical")
 
 EVENTS: Mapping[str, str] = MappingProxyType({
     "session.imported": "a source session was imported as a new Codex thread",
@@ -70,6 +67,7 @@ EVENTS: Mapping[str, str] = MappingProxyType({
     "watch.root_appeared": "a source root that did not exist appeared and is now watched",
     "import.done": "a one-shot `session-syncd import` finished (counts, `duration_ms`)",
     "notify.failed": "a message to the service manager (sd_notify) could not be sent; logged once",
+    "pool.replaced": "a worker process died (its sessions failed and are retried); a new pool took over",
 })
 
 FIELDS: Mapping[str, str] = MappingProxyType({
@@ -167,17 +165,8 @@ def format_fields(fields: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={format_value(v)}" for k, v in fields.items())
 
 
-def _to_str(obj: Any) -> str:
-    """Last-resort encoding for values JSON can't hold (Path, exceptions, ...)."""
-    if isinstance(obj, BaseException):
-        return f"{type(obj).__name__}: {obj}" if str(obj) else type(obj).__name__
-    return str(obj)
-
-
 def _timestamp(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    now = time.time()
-    ms = int(now * 1000) % 1000
-    event_dict["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{ms:03d}Z"
+    event_dict["timestamp"] = timestamp()
     return event_dict
 
 
@@ -259,10 +248,8 @@ class _PrivateRotatingFileHandler(_OurHandler, logging.handlers.RotatingFileHand
     """RotatingFileHandler whose files are created 0600: logs name the user's files and sessions."""
 
     def _open(self) -> TextIO:
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = open_private(self.baseFilename)
         try:
-            if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
-                os.fchmod(fd, 0o600)
             return open(fd, "a", encoding=self.encoding, errors=self.errors)
         except BaseException:
             os.close(fd)
@@ -328,9 +315,7 @@ def configure(
     if console not in CONSOLE_MODES:
         raise ValueError(f"console must be one of {', '.join(CONSOLE_MODES)}, not {console!r}")
 
-    make_dirs(log_dir)
-    if stat.S_IMODE(log_dir.stat().st_mode) & 0o077:
-        os.chmod(log_dir, 0o700)
+    prepare_dir(log_dir)
 
     foreign_pre_chain: list[structlog.types.Processor] = [
         structlog.stdlib.add_log_level,

@@ -102,16 +102,16 @@ class Daemon:
     async def sync_path(self, ident: Identity) -> Outcome:
         key = str(ident.path)
         row = await self._db(self.ledger.get, ident.kind, key)
-        job = Job(ident, row, self.paths.codex_home, self.paths.ledger)
+        job = Job(ident, row, self.paths.codex_home, self.paths.ledger, self.cfg.max_line_mb << 20)
         self.shared.in_flight += 1
         try:
-            if self.pool is not None:
+            pool = self.pool
+            if pool is not None:
                 try:
-                    fut = self.pool.submit(sync_session, job)
+                    fut = pool.submit(sync_session, job)
                     out = await trio.to_thread.run_sync(fut.result, limiter=self.limiter, abandon_on_cancel=True)
-                except cf.BrokenExecutor:  # a worker process died (OOM killer…): threads from now on
-                    self.pool.shutdown(wait=False, cancel_futures=True)
-                    self.pool = None
+                except cf.BrokenExecutor:  # a worker process died (OOM killer, SIGKILL…)
+                    self._replace_pool(pool)
                     out = Outcome(kind="failed", source=ident.kind, path=key, session_id=ident.session_id,
                                   message=f"{key}: its worker process died; will retry")
             else:
@@ -127,6 +127,14 @@ class Daemon:
             self.shared.in_flight -= 1
             self.changed()
         return out
+
+    def _replace_pool(self, broken: cf.Executor) -> None:
+        """Every session in flight on a pool whose worker died fails with BrokenExecutor at once; the
+        first to get here replaces the pool (the others find it replaced already) and the daemon goes on."""
+        broken.shutdown(wait=False, cancel_futures=True)
+        if self.pool is broken:
+            self.pool = make_executor(self.workers, "process", PROCESS_POOL_MIN_BYTES)
+            self.log.warning("pool.replaced", reason="a worker process died")
 
     async def worker(self, due: trio.MemoryReceiveChannel[Identity], retry: trio.MemorySendChannel[Path],
                      nursery: trio.Nursery) -> None:
@@ -158,7 +166,10 @@ class Daemon:
 
     def _after(self, out: Outcome, key: str, retry: trio.MemorySendChannel[Path], nursery: trio.Nursery) -> None:
         c = self.shared
-        if out.kind in ("deferred", "failed"):
+        if out.kind == "failed" and out.settled:  # this version of the file fails: wait for it to change
+            self.attempts.pop(key, None)
+            c.failing.add(key)
+        elif out.kind in ("deferred", "failed"):
             n = self.attempts.get(key, 0)
             self.attempts[key] = n + 1
             if out.kind == "deferred":

@@ -1,6 +1,6 @@
 """Helpers for the status/doctor/pidlock tests: a fixture tree, the real CLI, a real lock-holding process.
 
-Nothing here mocks anything: the fixture comes from shared/bench/make_fixture.py, the CLI runs as a
+Nothing here mocks anything: the fixture comes from bench/make_fixture.py, the CLI runs as a
 subprocess with a hermetic environment (temp HOME, XDG dirs, CODEX_HOME), and "a running daemon" is a
 real process holding the real lock.
 """

@@ -35,16 +35,8 @@ from codex_app_server import ENV_VAR, codex_bin  # noqa: E402
 MARKER = "<EXTERNAL SESSION IMPORTED>"
 
 
-# -- the shared/ folder (bench fixture generator) ----------------------------------------------------
-
-def shared_dir() -> Path:
-    """`shared/` beside the repository (../shared in CI); fail with a clear message when missing."""
-    path = (REPO / ".." / "shared").resolve()
-    if not (path / "bench" / "make_fixture.py").is_file():
-        raise RuntimeError(
-            f"fixture generator not found: expected {path}/bench/make_fixture.py (the shared/ folder must sit "
-            "beside the repository checkout, as in CI)")
-    return path
+#: The project's own fixture generator (tests never read anything outside the repository).
+FIXTURE_SCRIPT = REPO / "bench" / "make_fixture.py"
 
 
 def require_codex() -> str:
@@ -113,9 +105,8 @@ class Tree:
 
 
 def make_fixture(root: Path, *, sessions: int, mib: float, cursor: int = 0, seed: int = 26637) -> Tree:
-    """Run shared/bench/make_fixture.py into `root` (a fresh folder)."""
-    script = shared_dir() / "bench" / "make_fixture.py"
-    subprocess.run([sys.executable, str(script), str(root), "--sessions", str(sessions), "--mib", str(mib),
+    """Run the project's bench/make_fixture.py into `root` (a fresh folder)."""
+    subprocess.run([sys.executable, str(FIXTURE_SCRIPT), str(root), "--sessions", str(sessions), "--mib", str(mib),
                     "--cursor", str(cursor), "--seed", str(seed)], check=True, capture_output=True)
     return Tree(root)
 

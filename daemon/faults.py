@@ -1,0 +1,43 @@
+"""Fault injection for the reliability tests: named points where a test can make us crash or raise.
+
+Off unless `SESSION_SYNCD_FAULT` is set in the environment, so production runs pay one dict lookup
+per point. The value is `POINT:ACTION[:MATCH]`: at the point named POINT (e.g. `fold`, `before_rename`,
+`before_commit`), when MATCH is empty or a substring of the session's path, ACTION happens:
+`kill` (SIGKILL this process, as a power cut or the OOM killer would) or `raise` (an unexpected
+exception, as a bug triggered by one session's content would). With `SESSION_SYNCD_FAULT_ONCE=FILE`
+the fault fires only for whoever creates FILE first (O_EXCL), so a test can kill exactly one worker.
+
+Owns nothing else; the points themselves sit where the work is (engine, store).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ENV = "SESSION_SYNCD_FAULT"
+ONCE_ENV = "SESSION_SYNCD_FAULT_ONCE"
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the `raise` action: stands for any unexpected error in one session's sync."""
+
+
+def point(name: str, path: object = "") -> None:
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    fault_point, _, rest = spec.partition(":")
+    action, _, match = rest.partition(":")
+    if fault_point != name or (match and match not in str(path)):
+        return
+    once = os.environ.get(ONCE_ENV)
+    if once:
+        try:
+            os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            return
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif action == "raise":
+        raise InjectedFault(f"fault injected at {name}")
