@@ -12,9 +12,57 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from daemon.config import Config, ConfigError, Paths, SourceConfig, load, resolve_paths
+
+def _import_msgspec() -> None:
+    """Import msgspec without typing_extensions, which it imports (when installed, as trio's dependency)
+    only for a `get_type_hints` that on Python >= 3.11 does what typing's own does for every type we
+    declare; it costs ~18 ms (it pulls in inspect, ast and dis), as much as a no-op command's own work.
+    msgspec falls back to typing when the import fails; later importers of typing_extensions get it."""
+    if "msgspec" in sys.modules or "typing_extensions" in sys.modules:
+        return
+    sys.modules["typing_extensions"] = None  # type: ignore[assignment]  # makes `import` raise ImportError
+    try:
+        import msgspec  # noqa: F401
+    finally:
+        del sys.modules["typing_extensions"]
+
+
+_import_msgspec()
+
+from daemon.config import Config, ConfigError, Paths, SourceConfig, load, resolve_paths  # noqa: E402
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _columns() -> int:
+    """`shutil.get_terminal_size().columns` without importing shutil (and zlib, bz2 and lzma with it)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return columns or 80
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse makes a formatter for every `add_argument` (to check its metavar), and the stock one
+    imports shutil (with zlib, bz2, lzma: ~4 ms) to ask for the terminal's width, for every command."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, _columns() - 2 if width is None else width)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser with that formatter; its subcommands' parsers are of this class too."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -28,7 +76,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="session-syncd", description=(
+    parser = _Parser(prog="session-syncd", description=(
         "Keep Claude Code and Cursor sessions continuously imported as Codex threads."))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("import", help="import every session once, then exit")
@@ -80,21 +128,12 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Confi
     return cfg, resolve_paths(cfg, env)
 
 
-def _logging(cfg: Config, paths: Paths, env: Mapping[str, str], console: str | None = None):
-    from daemon import log
-
-    mode = console or log.console_mode(sys.stderr, env)
-    log.configure(paths.log_dir, cfg.log_level, console=mode, env=env)
-    import structlog
-
-    return structlog.get_logger(log.LOGGER_NAME)
-
-
 def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import functools
 
     from daemon import pidlock
     from daemon.importer import run_import, summary_line
+    from daemon.logfile import FileLog
     from daemon.ledger import LedgerError
 
     cfg, paths = load_config(args, env)
@@ -111,8 +150,8 @@ def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"session-syncd: cannot use the state dir {paths.state_dir}: {exc.strerror}; "
               "fix its permissions or point XDG_STATE_HOME / --state-dir elsewhere", file=sys.stderr)
         return EXIT_FAILED
-    # Logging is set up on first use: by then the workers are already folding (it costs ~30 ms).
-    logger = functools.cache(lambda: _logging(cfg, paths, env, console="none"))
+    # The file only (no console), without structlog; opened on first use, when the workers already fold.
+    logger = functools.cache(lambda: FileLog(paths.log_dir, cfg.log_level))
     with lock:
         try:
             summary = run_import(cfg, paths, env, logger, executor_mode=args.executor)
@@ -122,6 +161,7 @@ def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     logger().info("import.done", imported=summary.imported, unchanged=summary.unchanged, skipped=summary.skipped,
                 failed=summary.failed, sessions=summary.sessions, bytes=summary.bytes_read,
                 duration_ms=round(summary.duration_s * 1000, 1))
+    logger().close()
     if args.json:
         import msgspec
 
@@ -165,7 +205,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if argv[:1] == ["logs"]:
         from daemon.logquery import main as logs_main
 
-        parser = argparse.ArgumentParser(add_help=False)
+        parser = _Parser(add_help=False)
         _common(parser)
         known, rest = parser.parse_known_args(argv[1:])
         try:

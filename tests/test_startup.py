@@ -1,0 +1,116 @@
+"""Start-up: the no-op paths (`status`, an `import` with nothing to do) import only what they need.
+
+Timing belongs in bench/; what regresses start-up is a heavy module creeping into a fast path, and that
+is checked here without a clock: the real CLI runs in a fresh interpreter on a real tree, and the
+modules it ended with are compared against the ones it must not need. The tree's one session is first
+imported for real, so the second `import` is the true no-op (every stat matches the ledger).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from support import Tree, make_fixture
+
+# Runs the CLI as `python -m daemon` does, then lists sys.modules; the listing itself imports nothing.
+_DRIVER = """
+import sys
+sys.argv = ["session-syncd", *sys.argv[1:]]
+try:
+    from daemon.cli import main
+    code = main()
+finally:
+    sys.stdout.flush()
+    sys.stderr.write("\\nMODULES " + " ".join(sorted(sys.modules)) + "\\n")
+sys.exit(code)
+"""
+
+# Needed only by the daemon (trio, watchdog, structlog and the asyncio it pulls in), by syncing (the
+# engine, worker pools) or by nothing we run (typing_extensions, which msgspec would import for a
+# get_type_hints we do not need).
+NEVER_IN_NO_OP = ("asyncio", "trio", "watchdog", "structlog", "logging", "typing_extensions", "daemon.engine",
+                  "daemon.main", "daemon.watch", "concurrent.futures", "multiprocessing", "configparser", "blake3")
+NOT_IN_IMPORT = tuple(m for m in NEVER_IN_NO_OP if m != "blake3")  # the store hashes with it; 1 ms
+NOT_IN_STATUS = (*NEVER_IN_NO_OP, "importlib.metadata", "daemon.codex.store")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Tree:
+    tree = make_fixture(tmp_path_factory.mktemp("startup"), sessions=1, mib=0.05)
+    first = _run(tree, "import", "--json")
+    assert json.loads(first.stdout.splitlines()[-1])["imported"] == 1, first.stdout
+    return tree
+
+
+def _run(tree: Tree, *args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, *args], env=tree.env(), cwd=tree.root,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def _modules(proc: subprocess.CompletedProcess[str]) -> set[str]:
+    line = next(x for x in reversed(proc.stderr.splitlines()) if x.startswith("MODULES "))
+    return set(line.split()[1:])
+
+
+def _heavy(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in names))
+
+
+def test_no_op_import_imports_only_what_it_needs(tree: Tree) -> None:
+    proc = _run(tree, "import", "--json")
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert (summary["imported"], summary["unchanged"]) == (0, 1), summary  # really the no-op path
+    modules = _modules(proc)
+    assert "daemon.importer" in modules and "msgspec" in modules  # the listing is of this run
+    assert _heavy(modules, NOT_IN_IMPORT) == []
+
+
+def test_no_op_import_still_logs_its_summary(tree: Tree) -> None:
+    before = tree.log_path.read_bytes().count(b"\n")
+    _run(tree, "import")
+    lines = tree.log_path.read_text().splitlines()[before:]
+    events = [json.loads(x) for x in lines]
+    assert [e["event"] for e in events] == ["import.done"]
+    assert list(events[0])[:3] == ["timestamp", "level", "event"] and events[0]["unchanged"] == 1
+
+
+def test_status_imports_only_what_it_needs(tree: Tree) -> None:
+    proc = _run(tree, "status", "--json")
+    report = json.loads(proc.stdout)
+    claude = next(s for s in report["sources"] if s["source"] == "claude")
+    assert (claude["sessions"], claude["synced"]) == (1, 1), report
+    modules = _modules(proc)
+    assert "daemon.status" in modules
+    assert _heavy(modules, NOT_IN_STATUS) == []
+
+
+@pytest.mark.parametrize("columns", ["50", "200"])
+def test_help_is_what_argparse_would_print(monkeypatch: pytest.MonkeyPatch, columns: str) -> None:
+    """The formatter that avoids importing shutil wraps help exactly as argparse's own does."""
+    import argparse
+
+    from daemon.cli import build_parser
+
+    monkeypatch.setenv("COLUMNS", columns)
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+    for p in [parser, *subparsers.choices.values()]:
+        ours = p.format_help()
+        p.formatter_class = argparse.HelpFormatter
+        assert ours == p.format_help()
+    assert max(map(len, parser.format_help().splitlines())) <= int(columns)
+
+
+def test_the_driver_sees_heavy_modules_when_they_are_imported(tree: Tree) -> None:
+    """The check above can fail: a command that does import the daemon's modules shows them."""
+    proc = subprocess.run([sys.executable, "-c", _DRIVER.replace("from daemon.cli import main",
+                                                                 "import daemon.main, trio\n    from daemon.cli import main"),
+                           "status"], env=tree.env(), cwd=tree.root, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "trio" in _heavy(_modules(proc), NOT_IN_STATUS)
