@@ -2,9 +2,14 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Codex CLIs for the interop tests: the pinned one (every test) and the newest release (the coexistence
+# tests run against both). Both are pinned exactly, so CI is reproducible; bump CODEX_NEWEST by hand.
 CODEX_VERSION := 0.169.0
+CODEX_NEWEST := 0.171.0
 CODEX_DIR := .codex-cli
 CODEX_BIN := $(CODEX_DIR)/node_modules/.bin/codex
+CODEX_NEWEST_BIN := $(CODEX_DIR)/$(CODEX_NEWEST)/node_modules/.bin/codex
+CODEX_BINS := $(abspath $(CODEX_BIN)):$(abspath $(CODEX_NEWEST_BIN))
 
 .PHONY: run test bench clean
 
@@ -23,11 +28,16 @@ $(CODEX_BIN):
 	npm install --silent --no-audit --no-fund --prefix $(CODEX_DIR) @openai/codex@$(CODEX_VERSION)
 	@touch $@
 
+$(CODEX_NEWEST_BIN):
+	npm install --silent --no-audit --no-fund --prefix $(CODEX_DIR)/$(CODEX_NEWEST) @openai/codex@$(CODEX_NEWEST)
+	@touch $@
+
 run: $(BIN)/session-syncd
 	$(BIN)/session-syncd run
 
-test: $(VENV)/.test-extras $(CODEX_BIN)
-	SESSION_SYNCD_CODEX_BIN=$(abspath $(CODEX_BIN)) $(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(VENV)/.test-extras $(CODEX_BIN) $(CODEX_NEWEST_BIN)
+	SESSION_SYNCD_CODEX_BIN=$(abspath $(CODEX_BIN)) SESSION_SYNCD_CODEX_BINS=$(CODEX_BINS) \
+	  $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.test-extras $(CODEX_BIN)
 	SESSION_SYNCD_CODEX_BIN=$(abspath $(CODEX_BIN)) $(BIN)/python bench/import_vs_codex.py

@@ -30,6 +30,11 @@ from types import TracebackType
 from typing import Any
 
 ENV_VAR = "SESSION_SYNCD_CODEX_BIN"
+#: Every Codex binary the multi-version tests run against, os.pathsep-separated (`make test` sets the
+#: pinned one and the newest release). Unset: $SESSION_SYNCD_CODEX_BIN plus every
+#: .codex-cli/<version>/node_modules/.bin/codex installed in this checkout.
+BINS_ENV_VAR = "SESSION_SYNCD_CODEX_BINS"
+REPO = Path(__file__).resolve().parent.parent
 
 #: Every thread source kind `thread/list` knows (schema `ThreadSourceKind`,
 #: Codex 0.169.0). Passing them all lists every thread; omitting `sourceKinds`
@@ -68,6 +73,53 @@ def require_codex_bin() -> str:
             f"(currently {os.environ.get(ENV_VAR)!r}); `make test` installs it into .codex-cli"
         )
     return found
+
+
+def codex_version(binary: str) -> str:
+    """`codex --version` → "0.171.0" (raises if the binary does not answer like a Codex CLI)."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60, check=True).stdout
+    words = out.split()
+    if len(words) < 2 or words[0] != "codex-cli":
+        raise RuntimeError(f"{binary} --version printed {out!r}, not `codex-cli <version>`")
+    return words[1]
+
+
+def codex_bins() -> dict[str, str]:
+    """{version: binary} for every Codex the multi-version tests use (see BINS_ENV_VAR), sorted by version."""
+    listed = os.environ.get(BINS_ENV_VAR)
+    if listed:
+        candidates = [p for p in listed.split(os.pathsep) if p]
+    else:
+        candidates = [p for p in [os.environ.get(ENV_VAR, "")] if p]
+        candidates += sorted(str(p) for p in (REPO / ".codex-cli").glob("*/node_modules/.bin/codex"))
+    found: dict[str, str] = {}
+    for cand in candidates:
+        path = Path(cand)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            if listed:
+                raise RuntimeError(f"{BINS_ENV_VAR} names {cand}, which is not an executable; run `make test`")
+            continue
+        found.setdefault(codex_version(str(path)), os.path.abspath(path))
+    return dict(sorted(found.items(), key=lambda kv: tuple(int(x) for x in kv[0].split(".") if x.isdigit())))
+
+
+def codex_bin_params(minimum: int = 2) -> list[Any]:
+    """pytest params (id = version) over codex_bins(), for `@pytest.mark.parametrize("codex_bin", ...)`.
+
+    Fewer than `minimum` versions → one param that fails the test with what to install: a
+    multi-version test must never pass by quietly running against one Codex.
+    """
+    import pytest
+
+    try:
+        bins = codex_bins()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        return [pytest.param(f"!{exc}", id="codex-missing")]
+    if len(bins) < minimum:
+        why = (f"!the multi-version tests need {minimum} Codex versions, found {sorted(bins) or 'none'}: "
+               f"run `make test` (it installs them into .codex-cli/) or set {BINS_ENV_VAR}")
+        return [pytest.param(why, id="codex-missing")]
+    return [pytest.param(binary, id=f"codex-{version}") for version, binary in bins.items()]
 
 
 def offline_env(home: Path, codex_home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -116,6 +168,8 @@ class CodexAppServer:
     ) -> None:
         self.home = Path(home)
         self.codex_home = Path(codex_home)
+        if binary is not None and binary.startswith("!"):
+            raise RuntimeError(binary[1:])  # a codex_bin_params() placeholder: say what is missing
         self.binary = binary or require_codex_bin()
         self.timeout = timeout
         self._extra_env = env

@@ -1,0 +1,353 @@
+"""Codex's own import ledger, `$CODEX_HOME/external_agent_session_imports.json`: read, find, upsert.
+
+Owns that file's format — Codex's serde structs field for field (`sessions/ledger.rs`), written the way
+`serde_json::to_vec_pretty` writes it (2-space indent, `": "`, raw UTF-8, no trailing newline, the same
+key order) — and the one safe way we change it. Codex reads it before every `detect` and refuses to
+detect anything when it does not parse, and it rewrites it non-atomically (`fs::write`), so:
+
+* a read that does not parse is retried once (we may have caught Codex mid-write);
+* we write through a temp file + fsync + rename, re-read the file right before the rename and merge
+  again if it changed, and never write when the current file does not parse;
+* every record and every field we do not know (a newer Codex) is kept as it was: records are held as
+  the decoded JSON objects and only the typed fields of the record we upsert are replaced.
+
+It knows nothing about sessions or our own ledger (mirror.py decides what a record says).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import secrets
+import stat
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+FILE_NAME = "external_agent_session_imports.json"
+#: How long to wait before the one retry of a read that does not parse (Codex's `fs::write` truncates,
+#: then writes; a few ms is plenty for a file of a few hundred KiB).
+RETRY_DELAY_S = 0.05
+#: Rounds of read-merge-write when the file keeps changing under us before we give up for this pass.
+MAX_ROUNDS = 8
+#: … and after we displaced a write of Codex's, whose records then exist only in our merge.
+MAX_OWED_ROUNDS = 200
+
+
+class ImportRecord(msgspec.Struct, kw_only=True):
+    """`ImportedExternalAgentSessionRecord`: one imported source (Codex's field names and types)."""
+
+    source_path: str  # canonical (realpath) source file
+    content_sha256: str  # lower-case hex sha256 of the whole source as imported
+    imported_thread_id: str
+    imported_at: int  # unix seconds
+    source_modified_at: int | None = None  # source mtime, unix nanoseconds
+    connector_names: list[str] = []
+    title: str | None = None
+
+
+class ConnectorRecord(msgspec.Struct, kw_only=True):
+    """`detected_connector_records[]` (Codex ≥ 0.169): connectors seen in a source."""
+
+    source_path: str
+    connector_names: list[str] = []
+
+
+class ImportLedger(msgspec.Struct, kw_only=True):
+    """The whole file. `records` has no serde default in Codex, so it is required here too."""
+
+    records: list[ImportRecord]
+    detected_connector_records: list[ConnectorRecord] = []
+
+
+class CodexLedgerError(Exception):
+    """Codex's import ledger cannot be read or written; the message is one line naming the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The file as read: its bytes, the decoded objects (for rewriting) and the typed view (for lookups)."""
+
+    data: bytes | None  # None: the file does not exist
+    raw: dict[str, Any]
+    ledger: ImportLedger
+
+
+def ledger_path(codex_home: Path) -> Path:
+    return codex_home / FILE_NAME
+
+
+# -- pure core ------------------------------------------------------------------------------------
+
+def parse(data: bytes) -> tuple[dict[str, Any], ImportLedger]:
+    """Decode the file's bytes; raise msgspec.DecodeError / ValidationError if Codex would refuse them."""
+    raw = msgspec.json.decode(data)
+    if not isinstance(raw, dict):
+        raise msgspec.ValidationError("expected a JSON object at the top level")
+    return raw, msgspec.convert(raw, ImportLedger)
+
+
+def encode(raw: dict[str, Any]) -> bytes:
+    """Bytes as `serde_json::to_vec_pretty` would write them (no trailing newline).
+
+    Python's pretty printer with ensure_ascii=False matches serde_json for every value Codex writes
+    (strings, integers, null, lists, objects; control characters as lower-case `\\u00XX`). Only floats,
+    which Codex does not write, could be spelt differently (`1e+20` vs `1e20`).
+    """
+    return json.dumps(raw, indent=2, ensure_ascii=False).encode()
+
+
+def _record_fields(record: ImportRecord) -> dict[str, Any]:
+    return msgspec.to_builtins(record)
+
+
+def merge(raw: dict[str, Any], records: Iterable[ImportRecord]) -> dict[str, Any]:
+    """`raw` with each record upserted, Codex's way: the record for the same (source_path,
+    imported_thread_id) is taken out and pushed at the end with our fields over its own (unknown fields
+    and `connector_names` Codex found are kept); otherwise the record is appended. Nothing else moves.
+    Detect reads "the last record for a path wins", so the one we touch ends last.
+    """
+    out = dict(raw)
+    items: list[Any] = list(out.get("records", []))
+    for record in records:
+        fields = _record_fields(record)
+        for i in range(len(items) - 1, -1, -1):
+            old = items[i]
+            if (isinstance(old, dict) and old.get("source_path") == record.source_path
+                    and old.get("imported_thread_id") == record.imported_thread_id):
+                del items[i]
+                updated = dict(old)
+                for key, value in fields.items():
+                    if key == "connector_names" and not value and old.get(key):
+                        continue  # Codex's connector scan is not ours to erase
+                    updated[key] = value
+                items.append(updated)
+                break
+        else:
+            items.append(fields)
+    out["records"] = items
+    if "detected_connector_records" not in out:
+        out["detected_connector_records"] = []  # what Codex ≥ 0.169 writes for a new file
+    return out
+
+
+def records_for(ledger: ImportLedger, source_path: str) -> list[ImportRecord]:
+    """Every record for this canonical path, in file order (Codex: the last one wins)."""
+    return [r for r in ledger.records if r.source_path == source_path]
+
+
+# -- I/O shell ------------------------------------------------------------------------------------
+
+def canonical(source_path: Path | str) -> str:
+    """The path as Codex stores it (`fs::canonicalize`); as given (absolute) when it no longer exists."""
+    try:
+        return str(Path(source_path).resolve(strict=True))
+    except OSError:
+        return str(Path(source_path).absolute())
+
+
+def _unreadable(path: Path, exc: Exception) -> CodexLedgerError:
+    return CodexLedgerError(
+        f"Codex's import ledger {path} does not parse ({str(exc).splitlines()[0]}); Codex refuses it too: "
+        "fix or move the file aside (Codex starts a new one), nothing was written")
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CodexLedgerError(f"cannot read Codex's import ledger {path}: {exc.strerror}; "
+                               "check its permissions") from exc
+
+
+def _snapshot(path: Path, data: bytes | None) -> Snapshot:
+    if data is None:
+        return Snapshot(None, {"records": []}, ImportLedger(records=[]))
+    raw, ledger = parse(data)
+    return Snapshot(data, raw, ledger)
+
+
+def read(codex_home: Path) -> Snapshot:
+    """The ledger as it is now (empty when absent); a parse error is retried once, then raised."""
+    path = ledger_path(codex_home)
+    data = _read_bytes(path)
+    try:
+        return _snapshot(path, data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        time.sleep(RETRY_DELAY_S)
+    data = _read_bytes(path)
+    try:
+        return _snapshot(path, data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise _unreadable(path, exc) from exc
+
+
+def find(codex_home: Path, source_path: Path | str) -> list[ImportRecord]:
+    """Codex's record(s) for a source (matched on the canonical path, as Codex does); [] when none."""
+    return records_for(read(codex_home).ledger, canonical(source_path))
+
+
+def upsert(codex_home: Path, record: ImportRecord) -> None:
+    """Add or update one record (see merge); durable when this returns."""
+    upsert_all(codex_home, [record])
+
+
+def upsert_all(codex_home: Path, records: list[ImportRecord]) -> None:
+    """Add or update records in one read-merge-write.
+
+    Codex may rewrite the file at any moment (its import and a touched-source detect save whatever
+    they loaded). We re-read right before the rename and start over if it changed, and after the
+    rename check the file we replaced: if Codex's write landed in it after our last read, its records
+    are merged into ours in one more round. What this cannot see is Codex writing a view it loaded
+    before our rename *after* it — that drops our record (never one of Codex's); callers re-upsert
+    when `find` no longer shows it (e.g. on the periodic reconcile).
+    """
+    if not records:
+        return
+    path = ledger_path(codex_home)
+    snap = read(codex_home)
+    owed = False  # we displaced a Codex write: its records exist only in our merge until we write it
+    rounds = 0
+    while rounds < (MAX_OWED_ROUNDS if owed else MAX_ROUNDS):
+        rounds += 1
+        new = encode(merge(snap.raw, records))
+        if new == snap.data:
+            return
+        orphan = _write_replacing(path, new, snap.data)
+        if orphan is _CHANGED:  # changed before the rename: nothing written, merge again
+            time.sleep(random.uniform(0, RETRY_DELAY_S / 10))  # out of step with the other writer
+            snap = _carry(read(codex_home), snap, owed)
+            continue
+        if orphan == snap.data:
+            return
+        # Codex wrote into the file we replaced after we last read it: fold its view in, once more.
+        theirs = _parse_orphan(orphan)
+        snap = read(codex_home)
+        if theirs is not None:
+            snap = Snapshot(snap.data, _union(snap.raw, theirs), snap.ledger)
+            owed = True
+        elif not owed:
+            return  # nothing whole to fold in (see _write_replacing)
+    raise CodexLedgerError(f"Codex's import ledger {path} kept changing while we updated it for "
+                           f"{rounds} rounds; the update is retried on the next pass")
+
+
+def _carry(current: Snapshot, previous: Snapshot, owed: bool) -> Snapshot:
+    """The fresh read, still carrying the Codex records we owe a write (if any)."""
+    if not owed:
+        return current
+    return Snapshot(current.data, _union(current.raw, previous.raw), current.ledger)
+
+
+_CHANGED = b"\0changed"
+
+
+def _parse_orphan(data: bytes | None) -> dict[str, Any] | None:
+    """Codex's view from the file we replaced, or None when it is not a whole ledger."""
+    if not data:
+        return None
+    try:
+        raw, _ = parse(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return raw
+
+
+def _key(rec: Any) -> tuple[Any, Any] | None:
+    return (rec.get("source_path"), rec.get("imported_thread_id")) if isinstance(rec, dict) else None
+
+
+def _union(current: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    """`current` with Codex's `theirs` folded in: a record both have (same path and thread) takes
+    Codex's newer version in place, one only Codex has is appended, one only `current` has stays."""
+    by_key = {_key(r): r for r in theirs.get("records", []) if _key(r) is not None}
+    items = [by_key.pop(_key(r), r) if _key(r) is not None else r for r in current.get("records", [])]
+    items.extend(r for r in theirs.get("records", []) if _key(r) in by_key)
+    out = dict(current)
+    out["records"] = items
+    return out
+
+
+def _write_replacing(path: Path, data: bytes, expected: bytes | None) -> bytes | None:
+    """Write `data` to `path` by rename if the file still holds `expected`.
+
+    Returns _CHANGED when it changed before the rename (nothing written), else the bytes the replaced
+    file held just after the rename (a Codex write racing ours shows up there; `expected` when there
+    was no file). The file keeps its mode; a new one gets 0666 & ~umask, as Codex's `fs::write` does.
+    """
+    tmp = path.with_name(f".{path.name}.session-syncd-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        old_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        old_fd = None
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+    try:
+        mode = stat.S_IMODE(os.fstat(old_fd).st_mode) if old_fd is not None else None
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            try:
+                if mode is not None:
+                    os.fchmod(fd, mode)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if _read_bytes(path) != expected:
+                os.unlink(tmp)
+                return _CHANGED
+            os.rename(tmp, path)
+        except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise _write_error(path, exc) from exc
+        _fsync_dir(path.parent)
+        if old_fd is None:
+            return expected
+        orphan = _pread_all(old_fd)
+        if orphan != expected and _parse_orphan(orphan) is None:
+            time.sleep(RETRY_DELAY_S)  # caught between Codex's truncate and its write: let it finish
+            orphan = _pread_all(old_fd)
+        return orphan
+    finally:
+        if old_fd is not None:
+            os.close(old_fd)
+
+
+def _pread_all(fd: int) -> bytes:
+    chunks = []
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_error(path: Path, exc: OSError) -> CodexLedgerError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free some disk space; Codex's file was not changed and it will be retried"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "make the Codex home writable (CODEX_HOME or codex_home in the config)"
+    else:
+        fix = "check the Codex home folder"
+    return CodexLedgerError(f"cannot update Codex's import ledger {path}: {exc.strerror or exc}; {fix}")

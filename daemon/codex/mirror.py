@@ -1,0 +1,162 @@
+"""The mirror: what we tell Codex's import ledger about a session we imported, and its sha256.
+
+After we commit a session, its record in `$CODEX_HOME/external_agent_session_imports.json` (written by
+codex_ledger.py) makes Codex's own importer treat it as imported: `externalAgentConfig/detect` skips a
+source whose record has its current mtime (no hashing), or whose current sha256 a record has.
+
+Owns (1) the record we write for a session, (2) keeping that sha256 — Codex wants the hex sha256 of the
+whole source — O(new bytes) while a session grows, and (3) finding where an import Codex made ends in a
+source that grew since (for adoption).
+
+The sha256 choice: hashlib's state cannot be pickled or exported, so it cannot live in our SQLite ledger
+beside the fold state. Sha256Tracker keeps it in memory in the process that mirrors (the daemon's main
+process): the first mirror of a source after a start hashes the whole file once (27 MiB: ~28 ms from the
+page cache on a SHA-NI x86 core, ~4x that without SHA extensions), every later one reads only the bytes
+past where it stopped. So the mirror is updated right after each commit, with no lag, at O(new bytes)
+per append plus one whole-file hash per session per process lifetime (bounded: `max_entries` states,
+least recently used dropped, ~200 bytes each).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from daemon.codex import codex_ledger
+from daemon.codex.codex_ledger import ImportRecord
+
+#: Bytes before the resume point that must still be there for an append to be trusted (cheap guard
+#: against a file that was rewritten to the same or a larger size). The engine does the real check.
+TAIL_BYTES = 4096
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class SourceDigest:
+    """The sha256 of a source's first `size` bytes, and the mtime it had when we looked."""
+
+    sha256: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class _State:
+    dev: int
+    ino: int
+    size: int
+    hasher: Any  # hashlib sha256 object (not picklable: lives here only)
+    tail: bytes  # the last TAIL_BYTES bytes before `size`
+
+
+@dataclass
+class Sha256Tracker:
+    """sha256 of growing files, O(new bytes) per call while this object lives (see the module doc)."""
+
+    max_entries: int = 4096
+    bytes_hashed: int = 0  # for tests and benchmarks: how much was actually read and hashed
+
+    def __post_init__(self) -> None:
+        self._states: OrderedDict[str, _State] = OrderedDict()
+
+    def forget(self, path: Path | str) -> None:
+        self._states.pop(str(path), None)
+
+    def digest(self, path: Path | str, *, rewritten: bool = False) -> SourceDigest:
+        """The sha256 of the file as it is (its first st_size bytes at open time).
+
+        Resumes from the last call when the file is the same inode, did not shrink and still has the
+        bytes we stopped at; `rewritten=True` (the engine saw a rewrite) forces a whole-file hash.
+        """
+        key = str(path)
+        fd = os.open(key, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            state = None if rewritten else self._states.get(key)
+            if state is not None and not _resumable(fd, st, state):
+                state = None
+            if state is None:
+                state = _State(st.st_dev, st.st_ino, 0, hashlib.sha256(), b"")
+            offset = state.size
+            hasher = state.hasher.copy()
+            tail = state.tail
+            while offset < st.st_size:
+                chunk = os.pread(fd, min(CHUNK, st.st_size - offset), offset)
+                if not chunk:
+                    break  # truncated while we read: hash what is there; the next commit re-checks
+                hasher.update(chunk)
+                offset += len(chunk)
+                tail = (tail + chunk)[-TAIL_BYTES:]
+                self.bytes_hashed += len(chunk)
+        finally:
+            os.close(fd)
+        self._states[key] = _State(st.st_dev, st.st_ino, offset, hasher, tail)
+        self._states.move_to_end(key)
+        while len(self._states) > self.max_entries:
+            self._states.popitem(last=False)
+        return SourceDigest(hasher.hexdigest(), offset, st.st_mtime_ns)
+
+
+def _resumable(fd: int, st: os.stat_result, state: _State) -> bool:
+    if (st.st_dev, st.st_ino) != (state.dev, state.ino) or st.st_size < state.size:
+        return False
+    if not state.tail:
+        return True
+    return os.pread(fd, len(state.tail), state.size - len(state.tail)) == state.tail
+
+
+def mirror_record(source_path: str, thread_id: str, digest: SourceDigest, title: str | None,
+                  imported_at: int) -> ImportRecord:
+    """The record Codex's importer would have written for this import (pure).
+
+    `source_path` must be canonical (codex_ledger.canonical). `connector_names` stays empty: Codex fills
+    it from its own scan, and codex_ledger.merge keeps what it found.
+    """
+    return ImportRecord(source_path=source_path, content_sha256=digest.sha256, imported_thread_id=thread_id,
+                        imported_at=imported_at, source_modified_at=digest.mtime_ns, connector_names=[],
+                        title=title)
+
+
+def mirror_session(codex_home: Path, tracker: Sha256Tracker, source: Path, thread_id: str,
+                   title: str | None, *, rewritten: bool = False, now: float | None = None) -> ImportRecord:
+    """Hash (O(new bytes)) and upsert the record for one committed session; return it.
+
+    Call after the session's ledger commit. Raises codex_ledger.CodexLedgerError (one line) or OSError
+    when the source is gone; neither should fail the session: the next commit or reconcile retries.
+    """
+    path = codex_ledger.canonical(source)
+    digest = tracker.digest(path, rewritten=rewritten)
+    record = mirror_record(path, thread_id, digest, title, int(time.time() if now is None else now))
+    codex_ledger.upsert(codex_home, record)
+    return record
+
+
+def adoptable(records: list[ImportRecord]) -> ImportRecord | None:
+    """The record Codex would append to (exactly one for the path), else None (none, or ambiguous)."""
+    return records[0] if len(records) == 1 else None
+
+
+def imported_prefix(source: Path, sha256: str) -> int | None:
+    """Length of the line-boundary prefix of `source` whose sha256 is `sha256` (where Codex's import
+    of it ends), or None when no prefix matches (the file was rewritten since). One pass over the
+    file; a hash is finalised (on a copy) only at each newline and at the end."""
+    hasher = hashlib.sha256()
+    offset = 0
+    with open(source, "rb") as f:
+        while chunk := f.read(CHUNK):
+            start = 0
+            while (nl := chunk.find(b"\n", start)) != -1:
+                hasher.update(chunk[start:nl + 1])
+                start = nl + 1
+                if hasher.copy().hexdigest() == sha256:
+                    return offset + start
+            hasher.update(chunk[start:])
+            offset += len(chunk)
+    if hasher.hexdigest() == sha256:
+        return offset  # the whole file, last line without its newline
+    return None
