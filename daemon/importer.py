@@ -44,14 +44,16 @@ class Summary(msgspec.Struct, kw_only=True):
 def _run_jobs(make: Callable[[], cf.Executor], jobs: list[Job], window: int) -> Iterator[Outcome]:
     """Yield outcomes as they complete, with at most `window` jobs submitted at once.
 
-    A worker process that dies (OOM killer, SIGKILL) breaks its pool: every session in flight on it fails
-    (the next run retries it) and the rest go on in a new pool."""
+    A worker process that dies (OOM killer, SIGKILL) breaks its pool: the rest go on in a new pool, and
+    each session that was in flight on the broken one is tried once more there; a session caught in a
+    second break fails (the next run retries it)."""
     import concurrent.futures as cf
 
     from daemon.engine import Outcome, sync_session
 
     executors = [make()]  # the last one is current; the others broke
     pending: dict[cf.Future[Outcome], tuple[Job, cf.Executor]] = {}
+    retried: set[int] = set()  # jobs already resubmitted after a break (by id)
 
     def submit(job: Job) -> None:
         try:
@@ -78,10 +80,14 @@ def _run_jobs(make: Callable[[], cf.Executor], jobs: list[Job], window: int) -> 
                 try:
                     yield fut.result()
                 except cf.BrokenExecutor:
+                    replace(ran_on)
+                    if id(job) not in retried:
+                        retried.add(id(job))
+                        submit(job)
+                        continue
                     ident = job.ident
                     yield Outcome(kind="failed", source=ident.kind, path=str(ident.path), session_id=ident.session_id,
                                   message=f"{ident.path}: its worker process died; run import again to retry it")
-                    replace(ran_on)
                 nxt = next(it, None)
                 if nxt is not None:
                     submit(nxt)

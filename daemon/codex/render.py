@@ -23,7 +23,8 @@ import msgspec
 from daemon.codex import lines as L
 from daemon.codex.text import utf8_len
 from daemon.codex.title import TitleState
-from daemon.transcript import Message
+from daemon.codex.notes import message_text
+from daemon.transcript import Message, only_tool_results
 
 MARKER = "<EXTERNAL SESSION IMPORTED>"
 TURN_PREFIX = "external-import-turn-"
@@ -58,33 +59,37 @@ def render(state: ThreadState, messages: Iterable[Message]) -> tuple[bytes, Thre
     enc = L.encode
     stamp_of = L.Stamper()
     for m in messages:
+        text = message_text(m.parts)
+        if text is None:
+            continue  # nothing in it is shown (only reasoning, blank text)
+        role = "assistant" if m.role == "user" and only_tool_results(m.parts) else m.role
         s.last_ts_ms = m.ts_ms
         if m.ts_ms is not None:
             s.clock_ms = max(s.clock_ms, m.ts_ms)
         t = s.clock_ms
-        if m.role == "user":
+        if role == "user":
             if s.turns:
                 out.append(enc(t, "event_msg", L.TaskComplete(
                     turn_id=f"{TURN_PREFIX}{s.turns}", last_agent_message=None, started_at=s.open_started)))
             s.turns += 1
             s.open_started = _secs(m.ts_ms)
-            s.text_bytes += utf8_len(m.text)
+            s.text_bytes += utf8_len(text)
             s.saw_user = True
             if not s.titles.settled(s.fallback_title):
-                s.titles = s.titles.observe(m.text)
+                s.titles = s.titles.observe(text)
                 s.fallback_title = s.titles.best()
             out.append(enc(t, "event_msg", L.TaskStarted(
                 turn_id=f"{TURN_PREFIX}{s.turns}", started_at=s.open_started, model_context_window=None,
                 collaboration_mode_kind="default")))
-            stamp, text = stamp_of(t), L.encode_json(m.text)
-            out.append(L.USER_EVENT.line(stamp, text))
-            out.append(L.USER_ITEM.line(stamp, text))
+            stamp, body_json = stamp_of(t), L.encode_json(text)
+            out.append(L.USER_EVENT.line(stamp, body_json))
+            out.append(L.USER_ITEM.line(stamp, body_json))
         elif s.turns:
-            s.text_bytes += utf8_len(m.text)
+            s.text_bytes += utf8_len(text)
             s.token_bytes = s.text_bytes
-            stamp, text = stamp_of(t), L.encode_json(m.text)
-            out.append(L.AGENT_EVENT.line(stamp, text))
-            out.append(L.AGENT_ITEM.line(stamp, text))
+            stamp, body_json = stamp_of(t), L.encode_json(text)
+            out.append(L.AGENT_EVENT.line(stamp, body_json))
+            out.append(L.AGENT_ITEM.line(stamp, body_json))
     return b"".join(out), s
 
 

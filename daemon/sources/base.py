@@ -1,24 +1,34 @@
 """The one small interface every agent source implements, and the types it trades in.
 
-A source plug-in knows three things about its agent and nothing else: where its sessions live
-(`default_roots`, `discover`), which path is one of its sessions (`identify`, plus `fallback_cwd` for
-agents whose records do not say where they ran), and how one complete record of a session becomes a
-neutral `Message` (`parse_line`). It does no Codex rendering, no hashing
-and no ledger work; `parse_line` is pure apart from updating the `SourceState` the fold hands it.
+A source plug-in knows its agent and nothing else: where its sessions live (`default_roots`,
+`discover`), which changed path belongs to which session (`identify`, pure: it runs on the daemon's
+event loop), what the watcher must see (`watch`), the cwd when the records carry none (`fallback_cwd`),
+and how the agent's records become neutral `Message`s (daemon/transcript.py: text, tool calls and
+results, reasoning, images). It does no Codex rendering, no hashing and no ledger work.
 
-Shapes: this interface covers append-only logs (Claude Code, Cursor, Copilot CLI, Qwen Code): one
-record per line, resumable at a byte offset. Snapshot sources (whole-file JSON, SQLite) will add a
-`read_snapshot` entry point beside `parse_line` and set `shape = "snapshot"`; the engine picks the path
-by `shape`.
+A session is `Identity(kind, session_id, path)`: `session_id` is the agent's own id, `path` where the
+session lives (the file a log is read from; for a session inside a database, `<db file>/<session id>`).
+
+Two shapes, one registry (daemon/sources/__init__.py):
+- **log** — records appended to one file, one per line, resumed at a byte offset: the plug-in's
+  `parse_line(state, line, ctx)` turns one complete line into a Message or nothing, updating its
+  `state` (a `SourceState` subclass the plug-in declares as `state_type`, persisted in the ledger).
+- **snapshot** — a session re-read whole when its `version` changes (a JSON file rewritten, rows of a
+  SQLite store, a folder of small files, a log whose later lines rewrite earlier messages):
+  `read_snapshot(ident, ctx)` returns every message as of now. The engine still syncs at the turn
+  level: it appends the new messages when the reading still starts with the ones it wrote.
+A plug-in never raises for bad content: it skips and counts what it cannot read (`state.malformed`,
+`state.unknown`); a snapshot read that caught a writer mid-write raises `Incomplete` (retried later).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 import msgspec
 
@@ -37,6 +47,7 @@ class SourceState(msgspec.Struct, kw_only=True):
     git_branch: str | None = None
     start_ms: int | None = None  # the session's first timestamp: fixes its thread id and rollout path
     malformed: int = 0  # lines that were not a JSON object (skipped, counted)
+    unknown: int = 0  # records of a type the plug-in does not know (skipped, counted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,23 +64,82 @@ class ParseContext:
     mtime_ms: int  # the file's mtime: the timestamp of last resort (Cursor records carry none)
 
 
+@dataclass(frozen=True, slots=True)
+class Version:
+    """A cheap change token for a session, stored in the ledger: equal versions mean nothing to read.
+    For one file its stat; for a session spanning several (a DB and its WAL) whatever changes with it."""
+
+    size: int  # bytes the session spans (for progress and age/size ordering)
+    mtime_ns: int
+    inode: int
+
+    def key(self) -> tuple[int, int, int]:
+        return self.size, self.mtime_ns, self.inode
+
+
+def stat_version(path: Path) -> Version:
+    """The version of a session that is one file: its stat (raises OSError if it is gone)."""
+    st = os.stat(path)
+    return Version(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@dataclass(frozen=True, slots=True)
+class WatchSpec:
+    """What the watcher must report for this source: file names ending in `suffixes` (or named one of
+    `names`), at most `depth` folders below a root. `rescan_names`: files whose change can touch many
+    sessions at once (a database and its WAL): a change to one queues a reconcile of every session."""
+
+    suffixes: tuple[str, ...] = (".jsonl",)
+    depth: int = 8
+    names: tuple[str, ...] = ()
+    rescan_names: tuple[str, ...] = ()
+
+    def wants(self, name: str) -> bool:
+        return name.endswith(self.suffixes) or name in self.names or name in self.rescan_names
+
+
+class Snapshot(msgspec.Struct, kw_only=True):
+    """A snapshot source's whole session as read now."""
+
+    state: SourceState  # the plug-in's state_type: cwd, titles, start, counts
+    messages: list[Message]
+    digest: bytes  # blake3 of what was read (equal → nothing changed, whatever the version said)
+
+
+class Incomplete(Exception):
+    """A snapshot read found a half-written file (a writer that does not rename): retried later."""
+
+
 class Source(Protocol):
-    kind: str
-    shape: Literal["log"]
+    kind: str  # short, stable: the ledger, config sections and CLI flags use it (`--<kind>-root`)
+    label: str  # for people: "Claude Code"
+    shape: Literal["log", "snapshot"]
+    state_type: ClassVar[type[SourceState]]
+    watch: WatchSpec
 
     def default_roots(self, env: Mapping[str, str]) -> list[Path]: ...
 
-    def discover(self, root: Path) -> Iterator[Identity]: ...
+    def discover(self, root: Path) -> Iterator[Identity]:
+        """Every session under `root` once (copies of one session id are deduplicated here)."""
+        ...
 
     def identify(self, root: Path, path: Path) -> Identity | None:
         """Pure: decided from the path's shape alone (it runs on the daemon's event loop)."""
+        ...
+
+    def version(self, ident: Identity) -> Version:
+        """The session's change token (raises OSError when it is gone). Files: `stat_version`."""
         ...
 
     def fallback_cwd(self, ident: Identity) -> str | None:
         """The cwd when the records carry none; may touch the disk (called in a worker)."""
         ...
 
+    # shape "log"
     def parse_line(self, state: SourceState, line: bytes, ctx: ParseContext) -> Message | None: ...
+
+    # shape "snapshot"
+    def read_snapshot(self, ident: Identity, ctx: ParseContext) -> Snapshot: ...
 
 
 def project_dirs(root: Path) -> list[Path]:

@@ -1,9 +1,9 @@
-"""Claude-style message content (`content` string or list of blocks) → one message text.
+"""Claude-style message content (`content` string or list of blocks) → neutral message parts.
 
-Shared by every source whose records carry Anthropic-shaped content (Claude Code, Cursor). Follows
-Codex's `records_common.rs`: text verbatim, thinking dropped, tool calls and results rendered as
-`[external_agent_tool_call: …]` / `[external_agent_tool_result]` notes with the same truncation, other
-block types as `[external unsupported block: TYPE]`. Pure functions over decoded JSON values.
+Shared by every source whose records carry Anthropic-shaped content (Claude Code, Cursor): text, thinking,
+tool_use, tool_result (its text: a string, or its text blocks joined by a newline), image, and any other
+block by its type. What the parts look like in a thread is daemon/codex/notes.py's business. Pure
+functions over decoded JSON values.
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from daemon.codex.text import trim, truncate
+from daemon.codex import notes
+from daemon.codex.notes import TOOL_INPUT_MAX, TOOL_RESULT_MAX, compact_json, message_text
+from daemon.codex.text import trim
 from daemon.sources.base import SourceState
+from daemon.transcript import Image, Part, Reasoning, Text, ToolCall, ToolResult, Unsupported, only_tool_results
 
 class ConversationRecord(msgspec.Struct):
     """Fields every Anthropic-shaped transcript line may carry; sources subclass it with their own.
@@ -54,41 +57,12 @@ def read_record(decode: Callable[[bytes], R], state: SourceState, line: bytes) -
     return rec
 
 
-TOOL_INPUT_MAX = 2000
-TOOL_RESULT_MAX = 4000
-_encode = msgspec.json.encode
-
-
-def _compact_json(value: object) -> str:
-    return _encode(value).decode("utf-8", "surrogatepass")
-
-
-def tool_call_note(block: dict) -> str:
+def tool_call(block: dict) -> ToolCall:
     name = block.get("name")
-    lines = [f"[external_agent_tool_call: {name if isinstance(name, str) else 'unknown'}]"]
-    if "input" in block:
-        inp = block["input"]
-        if isinstance(inp, dict):
-            described = False
-            for key, label in (("description", "description"), ("command", "command")):
-                value = inp.get(key)
-                if isinstance(value, str):
-                    lines.append(f"{label}: {value}")
-                    described = True
-            file = inp["file_path"] if "file_path" in inp else inp.get("file")
-            if isinstance(file, str):
-                lines.append(f"file: {file}")
-                described = True
-            if not described:
-                lines.append(f"input: {truncate(_compact_json(inp), TOOL_INPUT_MAX)}")
-        else:
-            lines.append(f"input: {truncate(_compact_json(inp), TOOL_INPUT_MAX)}")
-    lines.append("[/external_agent_tool_call]")
-    return "\n".join(lines)
+    return ToolCall(name if isinstance(name, str) else None, block["input"] if "input" in block else msgspec.UNSET)
 
 
-def tool_result_note(block: dict) -> str:
-    label = "[external_agent_tool_result: error]" if block.get("is_error") is True else "[external_agent_tool_result]"
+def tool_result(block: dict) -> ToolResult:
     content = block.get("content")
     if isinstance(content, str):
         text = content
@@ -99,39 +73,49 @@ def tool_result_note(block: dict) -> str:
         )
     else:
         text = ""
-    if not text:
-        return f"{label}\n[/external_agent_tool_result]"
-    return f"{label}\n{truncate(text, TOOL_RESULT_MAX)}\n[/external_agent_tool_result]"
+    return ToolResult(text, block.get("is_error") is True)
 
 
-def render_content(content: object) -> tuple[str | None, bool]:
-    """(text or None if nothing survives, whether the content was only tool results)."""
+def content_parts(content: object) -> tuple[Part, ...]:
+    """Anthropic-shaped `content` (a string or a list of blocks) → neutral parts, in order."""
     if isinstance(content, str):
-        return (content if trim(content) else None), False
+        return (Text(content),)
     if not isinstance(content, list):
-        return None, False
-    blocks = [b for b in content if isinstance(b, dict)]
-    only_tool_result = bool(blocks)
-    parts: list[str] = []
-    for block in blocks:
+        return ()
+    parts: list[Part] = []
+    for block in content:
+        if not isinstance(block, dict):
+            continue
         kind = block.get("type")
         if kind == "text":
             text = block.get("text")
             if isinstance(text, str) and text:
-                parts.append(text)
-                only_tool_result = False
+                parts.append(Text(text))
         elif kind == "tool_use":
-            parts.append(tool_call_note(block))
-            only_tool_result = False
+            parts.append(tool_call(block))
         elif kind == "tool_result":
-            parts.append(tool_result_note(block))
-        elif kind == "thinking" or kind is None:
-            continue
-        else:
-            parts.append(f"[external unsupported block: {kind if isinstance(kind, str) else _compact_json(kind)}]")
-            only_tool_result = False
-    joined = "\n\n".join(p for p in parts if trim(p))
-    return (joined or None), only_tool_result
+            parts.append(tool_result(block))
+        elif kind == "thinking":
+            parts.append(Reasoning())
+        elif kind == "image":
+            parts.append(Image())
+        elif kind is not None:
+            parts.append(Unsupported(kind if isinstance(kind, str) else compact_json(kind)))
+    return tuple(parts)
+
+
+def render_content(content: object) -> tuple[str | None, bool]:
+    """(the thread text or None if nothing survives, whether the content was only tool results)."""
+    parts = content_parts(content)
+    return message_text(parts), only_tool_results(parts)
+
+
+def tool_call_note(block: dict) -> str:
+    return notes.tool_call_note(tool_call(block))
+
+
+def tool_result_note(block: dict) -> str:
+    return notes.tool_result_note(tool_result(block))
 
 
 def unwrap_user_query(text: str) -> str:

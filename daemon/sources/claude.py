@@ -16,9 +16,11 @@ from typing import Any, Literal
 import msgspec
 
 from daemon.codex.text import trim
-from daemon.sources.base import Identity, ParseContext, SourceState, project_dirs, record_ts_ms
-from daemon.sources.blocks import ConversationRecord, read_record, render_content, unwrap_user_query
-from daemon.transcript import Message
+from daemon.sources.base import (Identity, ParseContext, SourceState, Version, WatchSpec, project_dirs,
+                                 record_ts_ms, stat_version)
+from daemon.codex.notes import shows_anything
+from daemon.sources.blocks import ConversationRecord, content_parts, read_record, unwrap_user_query
+from daemon.transcript import Message, Text, plain_text
 
 
 class Record(ConversationRecord):
@@ -37,7 +39,10 @@ def _title(value: object) -> str | None:
 
 class ClaudeSource:
     kind = "claude"
+    label = "Claude Code"
     shape: Literal["log"] = "log"
+    state_type = SourceState
+    watch = WatchSpec(suffixes=(".jsonl",), depth=1)
 
     def default_roots(self, env: Mapping[str, str]) -> list[Path]:
         base = env.get("CLAUDE_CONFIG_DIR")
@@ -59,6 +64,9 @@ class ClaudeSource:
         if path.suffix != ".jsonl" or path.name.startswith("agent-") or path.parent.parent != root:
             return None
         return Identity(self.kind, path.stem, path)
+
+    def version(self, ident: Identity) -> Version:
+        return stat_version(ident.path)
 
     def fallback_cwd(self, ident: Identity) -> str | None:
         return None  # every conversation record carries its cwd
@@ -83,12 +91,14 @@ class ClaudeSource:
         ts = record_ts_ms(rec.timestamp, rec.timestamp_ms)
         if state.start_ms is None and ts is not None:
             state.start_ms = ts
-        text, only_tool_result = render_content(rec.content())
-        if text is None:
+        parts = content_parts(rec.content())
+        if not shows_anything(parts):
             return None
-        if kind == "assistant" or only_tool_result:
-            return Message("assistant", text, ts)
-        return Message("user", unwrap_user_query(text), ts)
+        if kind == "user" and (text := plain_text(parts)) is not None:
+            unwrapped = unwrap_user_query(text)
+            if unwrapped is not text:
+                parts = (Text(unwrapped),)
+        return Message(kind, parts, ts)
 
 
 SOURCE = ClaudeSource()

@@ -18,9 +18,11 @@ from typing import Any, Literal
 import msgspec
 
 from daemon.codex.text import trim
-from daemon.sources.base import Identity, ParseContext, SourceState, project_dirs, record_ts_ms, rfc3339_ms
-from daemon.sources.blocks import ConversationRecord, read_record, render_content
-from daemon.transcript import Message
+from daemon.sources.base import (Identity, ParseContext, SourceState, Version, WatchSpec, project_dirs,
+                                 record_ts_ms, rfc3339_ms, stat_version)
+from daemon.codex.notes import message_text, shows_anything
+from daemon.sources.blocks import ConversationRecord, content_parts, read_record
+from daemon.transcript import Message, Text, only_tool_results
 
 MAX_PATH_PROBES = 128
 _SEPARATORS = ("-", "_", ".", " ")
@@ -99,7 +101,10 @@ def _segments(parts: list[str]) -> list[str]:
 
 class CursorSource:
     kind = "cursor"
+    label = "Cursor"
     shape: Literal["log"] = "log"
+    state_type = SourceState
+    watch = WatchSpec(suffixes=(".jsonl",), depth=3)
 
     def default_roots(self, env: Mapping[str, str]) -> list[Path]:
         return [Path(env.get("HOME") or Path.home()) / ".cursor" / "projects"]
@@ -123,6 +128,9 @@ class CursorSource:
             return None
         return Identity(self.kind, path.stem, path)
 
+    def version(self, ident: Identity) -> Version:
+        return stat_version(ident.path)
+
     def fallback_cwd(self, ident: Identity) -> str | None:
         """Decode `<root>/<encoded cwd>/agent-transcripts/…` (root = `<home>/.cursor/projects`)."""
         for folder in ident.path.parents:
@@ -141,16 +149,19 @@ class CursorSource:
         if rec.injected():
             return None
         ts = record_ts_ms(rec.timestamp, rec.timestamp_ms)
-        text, only_tool_result = render_content(rec.content())
-        if text is None:
+        parts = content_parts(rec.content())
+        if not shows_anything(parts):
             return None
-        if role == "user" and not only_tool_result:
-            text, stamp = unwrap_query(text)
+        if role == "user" and not only_tool_results(parts):
+            text = message_text(parts)
+            unwrapped, stamp = unwrap_query(text)
+            if unwrapped is not text:
+                parts = (Text(unwrapped),)
             if state.start_ms is None:
                 state.start_ms = ts if ts is not None else stamp
         if ts is None:
             ts = ctx.mtime_ms // 1000 * 1000
-        return Message("assistant" if role == "assistant" or only_tool_result else "user", text, ts)
+        return Message(role, parts, ts)
 
 
 SOURCE = CursorSource()

@@ -14,7 +14,13 @@ from daemon.fold import FoldState, fold
 from daemon.sources.base import ParseContext
 from daemon.sources.claude import SOURCE as CLAUDE
 from daemon.sources.cursor import SOURCE as CURSOR
-from daemon.transcript import Message
+from daemon.transcript import Message as _Message
+from daemon.transcript import Text
+
+
+def Message(role: str, text: str, ts_ms: int | None = None) -> _Message:  # noqa: N802 — reads like the type
+    """A message of one text part, as most sources produce."""
+    return _Message(role, (Text(text),), ts_ms)
 
 S0 = 1_780_488_000  # 2026-06-03T12:00:00Z
 MS = S0 * 1000

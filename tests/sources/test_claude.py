@@ -9,7 +9,7 @@ import pytest
 
 from daemon.sources.base import ParseContext, SourceState, record_ts_ms, rfc3339_ms
 from daemon.sources.claude import SOURCE
-from daemon.transcript import Message
+from message_view import View as Message, view
 
 CTX = ParseContext(mtime_ms=1_780_488_000_000)
 T0 = "2026-06-03T12:00:00Z"
@@ -30,7 +30,7 @@ def line(obj: object) -> bytes:
 
 def parse(*objs: object, state: SourceState | None = None) -> tuple[list[Message], SourceState]:
     st = state or SourceState()
-    out = [m for o in objs if (m := SOURCE.parse_line(st, line(o), CTX)) is not None]
+    out = [m for o in objs if (m := view(SOURCE.parse_line(st, line(o), CTX))) is not None]
     return out, st
 
 
@@ -233,7 +233,7 @@ def test_valid_object_without_fields_is_not_malformed():
 
 
 def test_crlf_line_parses():
-    assert SOURCE.parse_line(SourceState(), line(rec("user", "x")) + b"\r", CTX) == Message("user", "x", T0_MS)
+    assert view(SOURCE.parse_line(SourceState(), line(rec("user", "x")) + b"\r", CTX)) == Message("user", "x", T0_MS)
 
 
 def test_non_ascii_bytes():

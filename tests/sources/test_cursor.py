@@ -12,7 +12,7 @@ import pytest
 
 from daemon.sources.base import ParseContext, SourceState
 from daemon.sources.cursor import MAX_PATH_PROBES, SOURCE, decode_project_dir, unwrap_query
-from daemon.transcript import Message
+from message_view import View as Message, view
 
 MTIME_MS = 1_780_488_000_789  # file mtime: the fallback timestamp, whole seconds
 CTX = ParseContext(mtime_ms=MTIME_MS)
@@ -31,7 +31,7 @@ def parse(*objs: object, ctx: ParseContext = CTX) -> tuple[list[Message], Source
     out = []
     for o in objs:
         raw = o if isinstance(o, bytes) else json.dumps(o, ensure_ascii=False).encode()
-        if (m := SOURCE.parse_line(st, raw, ctx)) is not None:
+        if (m := view(SOURCE.parse_line(st, raw, ctx))) is not None:
             out.append(m)
     return out, st
 
