@@ -39,8 +39,10 @@ test: $(VENV)/.test-extras $(CODEX_BIN) $(CODEX_NEWEST_BIN)
 	SESSION_SYNCD_CODEX_BIN=$(abspath $(CODEX_BIN)) SESSION_SYNCD_CODEX_BINS=$(CODEX_BINS) \
 	  $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# `make bench SCALE_ARGS="--sessions 500"` for a quick scale run (the full one builds ~814 MiB, once).
 bench: $(VENV)/.test-extras $(CODEX_BIN)
 	SESSION_SYNCD_CODEX_BIN=$(abspath $(CODEX_BIN)) $(BIN)/python bench/import_vs_codex.py
+	SESSION_SYNCD_CODEX_BIN=$(abspath $(CODEX_BIN)) $(BIN)/python bench/scale.py $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(CODEX_DIR) .pytest_cache
