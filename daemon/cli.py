@@ -69,9 +69,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="TOML config file (default: $XDG_CONFIG_HOME/session-syncd/config.toml)")
     p.add_argument("--codex-home", help="Codex home to write threads into (default: $CODEX_HOME or ~/.codex)")
     p.add_argument("--state-dir", help="where the ledger and logs live (default: $XDG_STATE_HOME/session-syncd)")
-    p.add_argument("--claude-root", action="append", metavar="DIR",
-                   help="Claude Code projects folder (default: $CLAUDE_CONFIG_DIR/projects or ~/.claude/projects)")
-    p.add_argument("--cursor-root", action="append", metavar="DIR", help="Cursor projects folder (default: ~/.cursor/projects)")
+    from daemon.sources import SOURCES  # the registry: one --<kind>-root flag per agent
+
+    for kind, source in SOURCES.items():
+        p.add_argument(f"--{kind}-root", action="append", metavar="DIR",
+                       help=f"{source.label} sessions folder (repeatable; default: the agent's own)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
 
 
@@ -114,7 +116,9 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Confi
         if value is not None:
             updates[key] = value
     sources = dict(cfg.sources)
-    for kind in ("claude", "cursor"):
+    from daemon.sources import SOURCES
+
+    for kind in SOURCES:
         roots = getattr(args, f"{kind}_root", None)
         if roots:
             sources[kind] = SourceConfig(enabled=True, roots=[str(Path(r).absolute()) for r in roots])

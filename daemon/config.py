@@ -60,6 +60,12 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
             (self.log_level in ("debug", "info", "warning", "error"),
              "log_level must be one of debug, info, warning, error"),
         ]
+        if self.sources:
+            from daemon.sources import SOURCES  # the registry names the agents a config may set up
+
+            unknown = sorted(set(self.sources) - set(SOURCES))
+            checks.append((not unknown, f"unknown source {', '.join(unknown)} in [sources]; known: "
+                                        f"{', '.join(SOURCES)}"))
         for ok, message in checks:
             if not ok:
                 raise msgspec.ValidationError(message)

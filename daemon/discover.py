@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.config import Config, expand
-from daemon.sources import SOURCES, Identity, Source
+from daemon.sources import SOURCES, Identity, Source, Version
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +28,7 @@ class Root:
 @dataclass(frozen=True, slots=True)
 class Found:
     ident: Identity
-    stat: os.stat_result
+    version: Version  # the stat of a one-file session; the plug-in's change token otherwise
 
 
 def roots(cfg: Config, env: Mapping[str, str]) -> list[Root]:
@@ -54,15 +54,21 @@ def discover(cfg: Config, env: Mapping[str, str], now: float | None = None) -> t
                 warnings.append(f"{root.source.kind} folder {root.path} does not exist; fix the path in the config "
                                 f"or the --{root.source.kind}-root flag")
             continue
-        for ident in root.source.discover(root.path):
-            try:
-                found.append(Found(ident, os.stat(ident.path)))
-            except OSError as exc:
-                warnings.append(f"cannot stat {ident.path}: {exc.strerror}; check its permissions")
-    found.sort(key=lambda f: (-f.stat.st_mtime_ns, str(f.ident.path)))
+        try:
+            for ident in root.source.discover(root.path):
+                try:
+                    found.append(Found(ident, root.source.version(ident)))
+                except OSError as exc:
+                    warnings.append(f"cannot stat {ident.path}: {exc.strerror}; check its permissions")
+                except Exception as exc:  # noqa: BLE001 — a plug-in's store it cannot read (a corrupt DB)
+                    warnings.append(f"cannot read {ident.path} ({type(exc).__name__}: {exc}); it is skipped")
+        except Exception as exc:  # noqa: BLE001 — one source's tree must not stop discovery of the others
+            warnings.append(f"cannot list {root.source.label} sessions under {root.path} "
+                            f"({type(exc).__name__}: {exc}); check the folder")
+    found.sort(key=lambda f: (-f.version.mtime_ns, str(f.ident.path)))
     if cfg.max_age_days is not None:
         cutoff = (now if now is not None else time.time()) - cfg.max_age_days * 86400
-        found = [f for f in found if f.stat.st_mtime >= cutoff]
+        found = [f for f in found if f.version.mtime_ns >= cutoff * 1e9]
     if cfg.max_sessions is not None:
         found = found[: cfg.max_sessions]
     return found, warnings
@@ -81,7 +87,7 @@ def triage(found: list[Found], known: dict[tuple[str, str], tuple[int, int, int]
     out = Triage(todo=[], unchanged=0, skipped=[])
     for f in found:
         key = (f.ident.kind, str(f.ident.path))
-        stat = (f.stat.st_size, f.stat.st_mtime_ns, f.stat.st_ino)
+        stat = f.version.key()
         skip = skips.get(key)
         if known.get(key) == stat:
             out.unchanged += 1
@@ -89,5 +95,5 @@ def triage(found: list[Found], known: dict[tuple[str, str], tuple[int, int, int]
             out.skipped.append(skip[2])
         else:
             out.todo.append(f)
-    out.todo.sort(key=lambda f: -f.stat.st_size)
+    out.todo.sort(key=lambda f: -f.version.size)
     return out

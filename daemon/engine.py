@@ -26,6 +26,7 @@ import os
 import sqlite3
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -38,11 +39,12 @@ from daemon.codex import ids, store
 from daemon.codex.lines import GitInfo, SessionMeta, encode, is_codex_metadata, iso_ms
 from daemon.codex.render import closing
 from daemon.codex.title import choose
-from daemon.fold import MAX_LINE, FoldState, fold
+from daemon.codex.render import render
+from daemon.fold import MAX_LINE, FoldState, fold, message_digest, new_fold_state
 from daemon.gitinfo import git_info
 from daemon.ledger import Ledger, LedgerError, Row, Superseded
 from daemon.sources import SOURCES
-from daemon.sources.base import Identity, ParseContext
+from daemon.sources.base import Identity, Incomplete, ParseContext
 
 CHUNK = 8 << 20
 WINDOW = 64 << 10  # bytes at each end of the folded prefix that prefix_fingerprint checks
@@ -150,6 +152,9 @@ def sync_session(job: Job) -> Outcome:
         out.kind, out.message, out.row, out.waiting_for = "skipped", str(skip), None, skip.waiting_for
     except store.Busy as busy:
         out.kind, out.message, out.row = "deferred", f"{busy}; will retry", None
+    except Incomplete as exc:
+        out.kind, out.row = "deferred", None
+        out.message = f"{ident.path}: {exc or 'the agent was writing it'}; will retry"
     except store.StoreError as exc:
         out.kind, out.message, out.row = "failed", f"{ident.path}: {exc}", None
     except (sqlite3.Error, LedgerError) as exc:  # an intent or reservation could not be recorded: nothing written
@@ -176,7 +181,30 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines()[0][:200] if text else "no detail")
 
 
+@dataclass(slots=True)
+class _Read:
+    """What one reading of a session gave: how it relates to what we wrote, and the new fold."""
+
+    mode: Literal["new", "append", "rewrite"]
+    start: FoldState  # the state the new parts continue (the row's for an append, else fresh)
+    parts: list[bytes]  # rendered body lines
+    state: FoldState
+    content_hash: bytes
+    prefix_hash: bytes
+    stat: tuple[int, int, int]  # the version the reading was made at
+    ctx: ParseContext
+    refold: Callable[[Row], tuple[list[bytes], FoldState]]  # the whole session again, from the start
+
+
 def _sync(job: Job, out: Outcome) -> None:
+    source = SOURCES[job.ident.kind]
+    read = _read_snapshot(job, out) if source.shape == "snapshot" else _read_log(job, out)
+    if read is not None:
+        _settle(job, out, read)
+
+
+def _read_log(job: Job, out: Outcome) -> _Read | None:
+    """A log session: only the bytes appended since the last sync when the folded prefix is intact."""
     ident, row = job.ident, job.row
     path = ident.path
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO named *.jsonl must not block a worker
@@ -187,7 +215,7 @@ def _sync(job: Job, out: Outcome) -> None:
         out.stat = _stat_key(st)
         if row is not None and (row.size, row.mtime_ns, row.inode) == out.stat:
             out.kind = "unchanged"
-            return
+            return None
         ctx = ParseContext(mtime_ms=st.st_mtime_ns // 1_000_000)
         size = st.st_size
         # Append only when the file grew (a same-size or smaller change is hashed whole), and without an
@@ -197,7 +225,7 @@ def _sync(job: Job, out: Outcome) -> None:
             mode, start = "append", row.fold_state
             hasher, hash_from = blake3.blake3(row.content_hash), row.size
         else:
-            mode, start = ("new" if row is None else "rewrite"), FoldState()
+            mode, start = ("new" if row is None else "rewrite"), new_fold_state(ident.kind)
             hasher, hash_from = blake3.blake3(), 0
         parts, state = _fold_file(fd, size, start, ident.kind, ctx, hasher, hash_from, job.max_line)
         faults.point("fold", path)
@@ -208,15 +236,64 @@ def _sync(job: Job, out: Outcome) -> None:
                          + state.long_lines - start.long_lines)
     finally:
         os.close(fd)
+    return _Read(mode, start, parts, state, content_hash, prefix_hash, out.stat, ctx,
+                 lambda new: _refold(job, ctx, new))
+
+
+def _read_snapshot(job: Job, out: Outcome) -> _Read | None:
+    """A snapshot session: read whole when its version changed, then synced at the turn level — the new
+    messages are appended when the reading still starts with the messages we wrote (same count, same
+    chained digest), otherwise the thread is rewritten."""
+    ident, row = job.ident, job.row
+    source = SOURCES[ident.kind]
+    version = source.version(ident)
+    out.stat = version.key()
+    if row is not None and (row.size, row.mtime_ns, row.inode) == out.stat:
+        out.kind = "unchanged"
+        return None
+    ctx = ParseContext(mtime_ms=version.mtime_ns // 1_000_000)
+    snap = source.read_snapshot(ident, ctx)
+    faults.point("fold", ident.path)
+    out.bytes_read = version.size
+    out.malformed = snap.state.malformed
+    messages = snap.messages
+    fresh = new_fold_state(ident.kind)
+    start = row.fold_state if row is not None else fresh
+    written = start.messages
+    if (row is not None and row.thread_id is not None and 0 < written < len(messages)
+            and message_digest(messages[:written]) == start.digest):
+        mode, base = "append", start
+        body, thread = render(start.thread, messages[written:])
+    else:
+        mode, base = ("new" if row is None else "rewrite"), fresh
+        body, thread = render(fresh.thread, messages)
+    state = FoldState(source=snap.state, thread=thread, messages=len(messages), digest=message_digest(messages))
+
+    def refold(new: Row) -> tuple[list[bytes], FoldState]:
+        full, full_thread = render(fresh.thread, messages)
+        again = FoldState(source=state.source, thread=full_thread, messages=state.messages, digest=state.digest)
+        new.fold_state = again
+        return ([full] if full else []), again
+
+    return _Read(mode, base, [body] if body else [], state, snap.digest, b"", out.stat, ctx, refold)
+
+
+def _settle(job: Job, out: Outcome, read: _Read) -> None:
+    """Decide from a reading what to write, write it, and leave the row to commit in `out.row`."""
+    ident, row = job.ident, job.row
+    path = ident.path
+    mode, start, parts, state, ctx = read.mode, read.start, read.parts, read.state, read.ctx
+    content_hash, prefix_hash = read.content_hash, read.prefix_hash
+    size, mtime_ns, inode = read.stat
     if row is not None and (content_hash == row.content_hash or mode == "append" and state == start):
         out.kind = "touched"  # same bytes, or no new complete line yet: remember the stat, write nothing
-        out.row = msgspec.structs.replace(row, size=size, mtime_ns=st.st_mtime_ns, inode=st.st_ino,
+        out.row = msgspec.structs.replace(row, size=size, mtime_ns=mtime_ns, inode=inode,
                                           content_hash=content_hash, synced_at=time.time(), last_error=None,
                                           error_count=0)
         return
     now = time.time()
-    new = Row(source=ident.kind, path=str(path), session_id=ident.session_id, size=st.st_size,
-              mtime_ns=st.st_mtime_ns, inode=st.st_ino, content_hash=content_hash, consumed=state.offset,
+    new = Row(source=ident.kind, path=str(path), session_id=ident.session_id, size=size,
+              mtime_ns=mtime_ns, inode=inode, content_hash=content_hash, consumed=state.offset,
               prefix_hash=prefix_hash, fold_state=state, first_imported_at=row.first_imported_at if row else now,
               updated_at=row.updated_at if row else now, synced_at=now)
     if row is not None:
@@ -248,7 +325,7 @@ def _sync(job: Job, out: Outcome) -> None:
         known = row.fold_state.source.start_ms if row is not None else None
         state.source.start_ms = known or _reserve_start(job, ctx.mtime_ms)
     out.new_turns = state.thread.turns - (start.thread.turns if mode == "append" else 0)
-    _write_thread(job, out, new, mode, parts, state, cwd, ctx)
+    _write_thread(job, out, new, mode, parts, state, cwd, read.refold)
 
 
 def _renders_the_same(row: Row, parts: list[bytes], state: FoldState) -> bool:
@@ -265,7 +342,7 @@ def _renders_the_same(row: Row, parts: list[bytes], state: FoldState) -> bool:
 
 
 def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes], state: FoldState,
-                  cwd: str, ctx: ParseContext) -> None:
+                  cwd: str, refold: Callable[[Row], tuple[list[bytes], FoldState]]) -> None:
     ident, row, home = job.ident, job.row, job.codex_home
     if new.rollout_path is not None:
         assert row is not None and row.rollout_body_end is not None
@@ -284,7 +361,7 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
                     out.kind = "appended"
                 else:
                     if mode == "append":
-                        parts, state = _refold(job, ctx, new)
+                        parts, state = refold(new)
                     chunks = _full_chunks(new.thread_id, parts, state, cwd, carried)
                     _intend(job, store.planned_state(chunks))
                     _write_full(new, rollout, chunks, len(carried))
@@ -300,7 +377,7 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
                                     generation=row.generation, rollout_path=row.rollout_path, next_thread=thread,
                                     reason=reason, at=time.time())
         if mode == "append":  # the new generation holds the whole session: fold it from the start
-            parts, state = _refold(job, ctx, new)
+            parts, state = refold(new)
         new.generation, new.thread_id, new.title = generation, thread, None
         out.kind = "conflict"
         out.message = f"{ident.path}: {reason} ({row.thread_id}); wrote the new version as thread {thread}"
@@ -411,7 +488,7 @@ def _refold(job: Job, ctx: ParseContext, new: Row) -> tuple[list[bytes], FoldSta
     try:
         st = os.fstat(fd)
         hasher = blake3.blake3()
-        parts, state = _fold_file(fd, st.st_size, FoldState(), ident.kind, ctx, hasher, 0, job.max_line)
+        parts, state = _fold_file(fd, st.st_size, new_fold_state(ident.kind), ident.kind, ctx, hasher, 0, job.max_line)
         prefix = prefix_fingerprint(fd, state.offset)
     finally:
         os.close(fd)

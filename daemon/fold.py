@@ -22,9 +22,15 @@ Folding a file in any split of its bytes gives byte-identical output to folding 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import blake3
 import msgspec
 
 from daemon.codex.render import ThreadState, closing, render
+from daemon.sources import SOURCES
 from daemon.sources.base import ParseContext, Source, SourceState
 from daemon.transcript import Message
 
@@ -36,12 +42,46 @@ _raw = msgspec.json.Decoder(msgspec.Raw).decode
 MAX_LINE = 64 << 20  # default line limit (config `max_line_mb`): Codex reads any length, memory does not
 
 
-class FoldState(msgspec.Struct, kw_only=True):
-    offset: int = 0  # bytes of the source consumed so far
-    source: SourceState = msgspec.field(default_factory=SourceState)
+S = TypeVar("S", bound=SourceState)
+
+
+class FoldState(msgspec.Struct, Generic[S], kw_only=True):
+    """Where a session's fold stands; persisted in the ledger (msgpack), typed by the plug-in's state."""
+
+    offset: int = 0  # log shape: bytes of the source consumed so far
+    source: S = msgspec.field(default_factory=SourceState)  # the plug-in's state_type
     thread: ThreadState = msgspec.field(default_factory=ThreadState)
     long_lines: int = 0  # lines skipped because they were longer than the line limit
     skipping: bool = False  # inside a line over the limit whose end has not been read yet
+    messages: int = 0  # snapshot shape: messages rendered into the thread ...
+    digest: bytes = b""  # ... and their chained digest (message_digest)
+
+
+def new_fold_state(kind: str) -> FoldState:
+    """A fresh fold for a session of this source, with the plug-in's own state type."""
+    return FoldState(source=SOURCES[kind].state_type())
+
+
+@functools.cache
+def state_decoder(kind: str) -> Callable[[bytes], FoldState]:
+    """msgpack → FoldState with the plug-in's state type (built once per kind; the registry is fixed)."""
+    source = SOURCES.get(kind)
+    state_type = source.state_type if source is not None else SourceState
+    return msgspec.msgpack.Decoder(FoldState[state_type]).decode
+
+
+_encode_message = msgspec.msgpack.Encoder().encode
+
+
+def message_digest(messages: list[Message]) -> bytes:
+    """A chained digest of messages (blake3 over each one's msgpack encoding, in order): equal digests of
+    the first n messages mean a snapshot still starts with what we wrote."""
+    hasher = blake3.blake3()
+    for m in messages:
+        encoded = _encode_message(m)
+        hasher.update(len(encoded).to_bytes(4, "little"))
+        hasher.update(encoded)
+    return hasher.digest()
 
 
 def _is_complete_object(chunk: bytes, start: int) -> bool:
@@ -117,4 +157,5 @@ def fold(source: Source, state: FoldState, chunk: bytes, ctx: ParseContext,
                            skipping=skipping)
 
 
-__all__ = ["MAX_LINE", "FoldState", "ParseContext", "closing", "complete_end", "fold"]
+__all__ = ["MAX_LINE", "FoldState", "ParseContext", "closing", "complete_end", "fold", "message_digest",
+           "new_fold_state", "state_decoder"]

@@ -148,7 +148,7 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
             from daemon.pool import make_executor
         jobs = [Job(f.ident, ledger.get(f.ident.kind, str(f.ident.path)), paths.codex_home, paths.ledger,
                     cfg.max_line_mb << 20) for f in todo]
-        total = sum(f.stat.st_size for f in todo)
+        total = sum(f.version.size for f in todo)
         progress = Progress(stream, len(jobs), total)
         workers = max(1, min(effective_workers(cfg), len(jobs)))
         if jobs:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import msgspec
 
-from daemon.fold import FoldState
+from daemon.fold import FoldState, state_decoder
 from daemon.private import make_dirs
 
 SCHEMA_VERSION = 1
@@ -131,12 +131,11 @@ class Superseded(msgspec.Struct, kw_only=True):
 
 _FIELDS = tuple(Row.__struct_fields__)
 _encode_state = msgspec.msgpack.Encoder().encode
-_decode_state = msgspec.msgpack.Decoder(FoldState).decode
 
 
 def _to_row(values: tuple) -> Row:
     d = dict(zip(_FIELDS, values))
-    d["fold_state"] = _decode_state(d["fold_state"])
+    d["fold_state"] = state_decoder(d["source"])(d["fold_state"])
     return Row(**d)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import functools
 import logging
 import math
 import os
@@ -73,6 +74,7 @@ class Daemon:
         self.notifier, self.ledger, self.shared = notifier, ledger, shared
         self.log = structlog.get_logger(logsetup.LOGGER_NAME)
         self.roots: list[Root] = roots(cfg, env)
+        self.watch_specs = frozenset(r.source.watch for r in self.roots)
         self.workers = effective_workers(cfg)
         self.limiter = trio.CapacityLimiter(self.workers)
         self.db = trio.CapacityLimiter(1)  # one SQLite connection: serialise its use
@@ -204,7 +206,7 @@ class Daemon:
         for problem in problems:
             self.log.warning("source.error", error=problem)
         todo = (await self._db(lambda: triage(found, self.ledger.stats(), self.ledger.skips()))).todo
-        total = sum(f.stat.st_size for f in todo)
+        total = sum(f.version.size for f in todo)
         if self.pool is None and total >= PROCESS_POOL_MIN_BYTES and self.workers > 1:
             self.pool = make_executor(self.workers, "process", total)  # a big backlog: use both cores
         for f in todo:
@@ -233,13 +235,29 @@ class Daemon:
                     except trio.WouldBlock:
                         pass  # a rescan is already queued; it will see this change too
 
-    async def resolve(self, paths: trio.MemoryReceiveChannel[Path], due: trio.MemorySendChannel[Identity]) -> None:
-        """Debounced paths → identities of our sessions (other files under the roots are ignored)."""
+    def wanted(self, path: Path) -> bool:
+        """The watcher's filter (runs in a watchdog thread): a file some source's WatchSpec asks for."""
+        name = path.name
+        return any(spec.wants(name) for spec in self.watch_specs)
+
+    def touches_many(self, path: Path) -> bool:
+        """A file whose change may touch many sessions at once (a database and its WAL)."""
+        return any(path.is_relative_to(r.path) and path.name in r.source.watch.rescan_names for r in self.roots)
+
+    async def resolve(self, paths: trio.MemoryReceiveChannel[Path], due: trio.MemorySendChannel[Identity],
+                      rescans: trio.MemorySendChannel[str]) -> None:
+        """Debounced paths → identities of our sessions (other files under the roots are ignored); a
+        debounced change to a shared store queues one reconcile, which re-reads only what changed."""
         async with paths:
             async for path in paths:
                 ident = self.identify(path)
                 if ident is not None:
                     await due.send(ident)
+                elif self.touches_many(path):
+                    try:
+                        rescans.send_nowait(f"changed: {path}")
+                    except trio.WouldBlock:
+                        pass  # a reconcile is already queued; it will see this change too
 
     async def rescanner(self, rescans: trio.MemoryReceiveChannel[str], due: trio.MemorySendChannel[Identity]) -> None:
         async with rescans:
@@ -290,7 +308,8 @@ class Daemon:
         rescan_send, rescan_recv = trio.open_memory_channel[str](1)
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(watch, [r.path for r in self.roots], ev_send)
+                await nursery.start(functools.partial(watch, wanted=self.wanted), [r.path for r in self.roots],
+                                    ev_send)
                 for _ in range(self.workers):
                     nursery.start_soon(self.worker, due_recv.clone(), path_send.clone(), nursery)
                 await self.reconcile(due_send, "startup")
@@ -298,7 +317,7 @@ class Daemon:
                 nursery.start_soon(self.route, ev_recv, path_send, rescan_send)
                 nursery.start_soon(debounce, path_recv, due_path_send, self.cfg.quiet_ms / 1000,
                                    self.cfg.max_wait_ms / 1000)
-                nursery.start_soon(self.resolve, due_path_recv, due_send.clone())
+                nursery.start_soon(self.resolve, due_path_recv, due_send.clone(), rescan_send.clone())
                 nursery.start_soon(self.rescanner, rescan_recv, due_send)
                 nursery.start_soon(self.status_loop, due_send)
         finally:

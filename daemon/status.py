@@ -240,7 +240,7 @@ def collect(cfg: Config, paths: Paths, env: Mapping[str, str], now: float | None
     from daemon.discover import discover, roots
 
     found, warnings = discover(cfg, env)
-    seen = [Seen(f.ident.kind, str(f.ident.path), f.stat.st_size, f.stat.st_mtime_ns, f.stat.st_ino) for f in found]
+    seen = [Seen(f.ident.kind, str(f.ident.path), *f.version.key()) for f in found]
     exists = paths.ledger.exists()
     entries, failures = _entries(paths.ledger) if exists else ([], {})
     info = pidlock.read(paths.state_dir)
