@@ -1,0 +1,379 @@
+"""GitHub Copilot CLI: `$COPILOT_HOME` (else `~/.copilot`) `/session-state/<id>/events.jsonl`.
+
+Also the early flat layout `session-state/<id>.jsonl` (same events; when both exist for one id the
+folder's `events.jsonl` wins). One append-only JSON event per line, `{type, data, id, timestamp,
+parentId}`; resuming a session appends to the same file, so it is a log source. The session id is the
+folder (or file) name.
+
+Read:
+- `session.start`: the cwd (`data.context.cwd`), the branch (`data.context.branch`) and the start
+  (`data.startTime`, else the first event's `timestamp`); when no event carries a cwd, `workspace.yaml`
+  `cwd` in the session folder (`fallback_cwd`; flat `key: value` YAML parsed by hand).
+- `user.message`: `data.content`, the prompt as typed (never `transformedContent`, which wraps it in
+  `<current_datetime>` / `<system_reminder>`).
+- `assistant.message`: `reasoningText` (Reasoning), `content` (Text, when not empty) and `toolRequests`
+  (ToolCall(name, arguments)).
+- `tool.execution_complete`: ToolResult(`result.content`, else `error.message`; an error unless
+  `success`), as a user-role message of tool results only (shown on the assistant side).
+
+Dropped on purpose: every event of a sub-agent (`data.parentToolCallId`, or an `agentId` on the event or
+its data: they are written inline in the same file, counted in `state.subagent`); user messages Copilot
+sends on the user's behalf (`data.source` `system`, `skill-…`, `agent-…`); attachments; `system.message`
+(the whole system prompt), `session.*` other than start (resume, shutdown, usage, model and mode
+changes, compaction), `hook.*`, `subagent.*`, `skill.*`, `abort`, `assistant.turn_*`,
+`assistant.reasoning` (ephemeral, often empty or encrypted), `tool.execution_start` (it repeats the
+assistant's `toolRequests`). Any other type is counted in `state.unknown`.
+
+Known corruption: two events glued on one line without a newline (often a truncated prefix of one
+event followed by a whole one, after a resume). A line that does not decode is split where an event
+starts (`{"type":`), each whole event is read and each piece that is not is counted in
+`state.malformed`. `parse_line` can return one message per line: when a glued line yields several,
+those of one kind are joined into one message, and any left over are counted in `state.glued_lost`.
+
+Not read: the legacy single-object `history-session-state/<id>.json` (a snapshot shape without a cwd);
+`workspace.yaml` `name` (the title: a log plug-in has no hook to set it from a file beside the log).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from daemon.codex.notes import shows_anything
+from daemon.codex.text import trim
+from daemon.sources.base import (Identity, ParseContext, SourceState, Version, WatchSpec, rfc3339_ms,
+                                 stat_version)
+from daemon.transcript import Message, Part, Reasoning, Text, ToolCall, ToolResult, only_tool_results
+
+EVENTS = "events.jsonl"
+STATE_DIR = "session-state"
+WORKSPACE = "workspace.yaml"
+MAX_GLUED = 64  # `{"type":` positions tried when splitting a glued line (bounds the work on a hostile line)
+_EVENT_START = b'{"type":'
+_SKIPPED = frozenset({"system.message", "assistant.turn_start", "assistant.turn_end", "assistant.reasoning",
+                      "tool.execution_start", "abort"})
+_SKIPPED_PREFIXES = ("session.", "hook.", "subagent.", "skill.")
+_NOT_TYPED_SOURCES = ("skill-", "agent-")  # user messages a skill or another agent sent as the user's
+
+
+class CopilotState(SourceState, kw_only=True):
+    subagent: int = 0  # sub-agent events kept out of the main turns
+    glued: int = 0  # lines that held events glued together without a newline (split and read)
+    glued_lost: int = 0  # messages of a glued line beyond the one parse_line can return
+
+
+class Data(msgspec.Struct):
+    """The `data` fields we read, typed `Any`: a wrong type in one must not cost the event."""
+
+    content: Any = None
+    toolRequests: Any = None
+    reasoningText: Any = None
+    parentToolCallId: Any = None
+    agentId: Any = None
+    source: Any = None
+    success: Any = None
+    result: Any = None
+    error: Any = None
+    context: Any = None
+    startTime: Any = None
+
+
+class Event(msgspec.Struct):
+    type: Any = None
+    data: Data | None = None
+    timestamp: Any = None
+    agentId: Any = None
+
+
+_decode = msgspec.json.Decoder(Event).decode
+
+
+def _decodes(buf: bytes | memoryview) -> Event | None:
+    try:
+        return _decode(buf)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # nesting past the limit
+        return None
+
+
+def decode_events(line: bytes | memoryview) -> tuple[list[Event], int]:
+    """The events on one line and the number of pieces that were not an event.
+
+    Normally one event. A line that does not decode may hold several glued together: it is cut where
+    an event starts (`{"type":`, which cannot occur inside a JSON string, whose quotes are escaped) and
+    each piece read whole; a `{"type":` inside an event (a nested object) is not a cut because the
+    piece before it does not decode. Consecutive pieces that do not decode count once.
+    """
+    ev = _decodes(line)
+    if ev is not None:
+        return [ev], 0
+    buf = bytes(line)
+    starts: list[int] = []
+    i = buf.find(_EVENT_START, 1)
+    while i >= 0 and len(starts) < MAX_GLUED:
+        starts.append(i)
+        i = buf.find(_EVENT_START, i + 1)
+    if not starts:
+        return [], 1
+    events: list[Event] = []
+    bad, in_bad, pos, n = 0, False, 0, len(buf)
+    while pos < n:
+        later = [s for s in starts if s > pos]
+        for end in (*later, n):
+            ev = _decodes(buf[pos:end])
+            if ev is not None:
+                events.append(ev)
+                pos, in_bad = end, False
+                break
+        else:
+            if not in_bad:
+                bad, in_bad = bad + 1, True
+            if not later:
+                break
+            pos = later[0]
+    return events, bad
+
+
+def _nonempty_str(value: object) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _arguments(value: object) -> object:
+    """Tool arguments as decoded JSON: an object as recorded, or a JSON text of one decoded."""
+    if isinstance(value, str):
+        try:
+            decoded = json.loads(value)
+        except (ValueError, RecursionError):
+            return value
+        return decoded if isinstance(decoded, dict) else value
+    return value
+
+
+def _tool_calls(requests: object) -> list[Part]:
+    if not isinstance(requests, list):
+        return []
+    calls: list[Part] = []
+    for req in requests:
+        if not isinstance(req, dict):
+            continue
+        name = req.get("name")
+        calls.append(ToolCall(name if isinstance(name, str) else None,
+                              _arguments(req["arguments"]) if "arguments" in req else msgspec.UNSET))
+    return calls
+
+
+def _tool_result(data: Data) -> ToolResult:
+    result, error = data.result, data.error
+    output = ""
+    if isinstance(result, dict) and isinstance(result.get("content"), str):
+        output = result["content"]
+    elif isinstance(result, str):
+        output = result
+    elif isinstance(error, dict) and isinstance(error.get("message"), str):
+        output = error["message"]
+    elif isinstance(error, str):
+        output = error
+    if data.success is True:
+        is_error = False
+    elif data.success is False:
+        is_error = True
+    else:
+        is_error = error is not None and result is None
+    return ToolResult(output, is_error)
+
+
+def _typed_by_user(source: object) -> bool:
+    if not isinstance(source, str):
+        return True
+    return source != "system" and not source.startswith(_NOT_TYPED_SOURCES)
+
+
+def event_message(state: CopilotState, ev: Event) -> Message | None:
+    """One decoded event → a message of the main conversation or nothing, learning the session state."""
+    ts = rfc3339_ms(ev.timestamp)
+    kind, data = ev.type, ev.data
+    if kind == "session.start" and data is not None:
+        ctx = data.context if isinstance(data.context, dict) else {}
+        cwd, branch = ctx.get("cwd"), ctx.get("branch")
+        if state.cwd is None and _nonempty_str(cwd):
+            state.cwd = cwd
+        if state.git_branch is None and _nonempty_str(branch) and branch != "HEAD":
+            state.git_branch = branch
+        if state.start_ms is None:
+            state.start_ms = rfc3339_ms(data.startTime)
+    if state.start_ms is None and ts is not None:
+        state.start_ms = ts
+    if _nonempty_str(ev.agentId) or data is not None and (_nonempty_str(data.agentId)
+                                                           or _nonempty_str(data.parentToolCallId)):
+        state.subagent += 1
+        return None
+    if kind == "user.message":
+        if data is None or not _typed_by_user(data.source) or not isinstance(data.content, str):
+            return None
+        if not trim(data.content):
+            return None
+        return Message("user", (Text(data.content),), ts)
+    if kind == "assistant.message":
+        if data is None:
+            return None
+        parts: list[Part] = []
+        if _nonempty_str(data.reasoningText):
+            parts.append(Reasoning(data.reasoningText))
+        if _nonempty_str(data.content):
+            parts.append(Text(data.content))
+        parts.extend(_tool_calls(data.toolRequests))
+        out = tuple(parts)
+        return Message("assistant", out, ts) if shows_anything(out) else None
+    if kind == "tool.execution_complete":
+        if data is None:
+            return None
+        return Message("user", (_tool_result(data),), ts)
+    if isinstance(kind, str) and (kind in _SKIPPED or kind.startswith(_SKIPPED_PREFIXES)):
+        return None
+    state.unknown += 1
+    return None
+
+
+def line_messages(state: CopilotState, line: bytes | memoryview) -> list[Message]:
+    """Every message on one line (several only when events were glued together)."""
+    events, bad = decode_events(line)
+    state.malformed += bad
+    if len(events) > 1 or events and bad:
+        state.glued += 1
+    return [m for ev in events if (m := event_message(state, ev)) is not None]
+
+
+def _side(m: Message) -> tuple[str, bool]:
+    return m.role, only_tool_results(m.parts)
+
+
+def one_message(state: CopilotState, messages: list[Message]) -> Message | None:
+    """The one message parse_line may return: messages of one kind joined, the rest counted as lost."""
+    if not messages:
+        return None
+    first = messages[0]
+    if len(messages) == 1:
+        return first
+    same = [m for m in messages if _side(m) == _side(first)]
+    state.glued_lost += len(messages) - len(same)
+    return Message(first.role, tuple(p for m in same for p in m.parts), first.ts_ms)
+
+
+def workspace_value(text: str, key: str) -> str | None:
+    """A top-level scalar `key: value` of flat YAML (plain, 'single' or "double" quoted), or None.
+
+    Block scalars (`|`, `>`), nested values, `~`/`null` and empty values are None; a plain value ends
+    at ` #` (a comment).
+    """
+    prefix = key + ":"
+    for raw in text.splitlines():
+        if not raw.startswith(prefix):
+            continue
+        rest = raw[len(prefix):]
+        if rest and rest[0] not in " \t":
+            continue  # `keyx:` or `key:value` is another key / not a mapping entry
+        value = rest.strip()
+        if not value or value[0] in "|>&*!{[":
+            return None
+        if value[0] == '"':
+            end = _closing_quote(value)
+            if end < 0:
+                return None
+            try:
+                decoded = json.loads(value[: end + 1])
+            except ValueError:
+                decoded = value[1:end]
+            return decoded if isinstance(decoded, str) and decoded else None
+        if value[0] == "'":
+            end = value.find("'", 1)
+            while end >= 0 and value[end + 1: end + 2] == "'":
+                end = value.find("'", end + 2)
+            if end < 0:
+                return None
+            return value[1:end].replace("''", "'") or None
+        hash_at = value.find(" #")
+        if hash_at >= 0:
+            value = value[:hash_at].rstrip()
+        return None if value in ("~", "null", "Null", "NULL") else value or None
+    return None
+
+
+def _closing_quote(value: str) -> int:
+    i = 1
+    while i < len(value):
+        if value[i] == "\\":
+            i += 2
+            continue
+        if value[i] == '"':
+            return i
+        i += 1
+    return -1
+
+
+def session_folder(ident: Identity) -> Path:
+    """The folder beside the log that holds `workspace.yaml` (for a flat `<id>.jsonl`, `<id>/`)."""
+    return ident.path.parent if ident.path.name == EVENTS else ident.path.parent / ident.session_id
+
+
+class CopilotSource:
+    kind = "copilot"
+    label = "GitHub Copilot CLI"
+    shape: Literal["log"] = "log"
+    state_type = CopilotState
+    watch = WatchSpec(suffixes=(".jsonl",), depth=2)
+
+    def default_roots(self, env: Mapping[str, str]) -> list[Path]:
+        base = env.get("COPILOT_HOME")  # replaces the whole root and is not ~-expanded
+        home = Path(env.get("HOME") or Path.home())
+        return [Path(base) if base else home / ".copilot"]
+
+    def discover(self, root: Path) -> Iterator[Identity]:
+        state_dir = root / STATE_DIR
+        try:
+            entries = sorted(state_dir.iterdir())
+        except OSError:
+            return
+        folders: set[str] = set()
+        flat: list[Path] = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            events = entry / EVENTS
+            if entry.is_dir():
+                if events.is_file():
+                    folders.add(entry.name)
+                    yield Identity(self.kind, entry.name, events)
+            elif entry.suffix == ".jsonl" and entry.is_file():
+                flat.append(entry)
+        for path in flat:
+            if path.stem not in folders:  # one session id once: the folder's events.jsonl wins
+                yield Identity(self.kind, path.stem, path)
+
+    def identify(self, root: Path, path: Path) -> Identity | None:
+        state_dir = root / STATE_DIR
+        if path.name == EVENTS and path.parent.parent == state_dir and not path.parent.name.startswith("."):
+            return Identity(self.kind, path.parent.name, path)
+        if path.suffix == ".jsonl" and path.parent == state_dir and not path.name.startswith("."):
+            return Identity(self.kind, path.stem, path)
+        return None
+
+    def version(self, ident: Identity) -> Version:
+        return stat_version(ident.path)
+
+    def fallback_cwd(self, ident: Identity) -> str | None:
+        try:
+            text = (session_folder(ident) / WORKSPACE).read_text("utf-8", "replace")
+        except (OSError, ValueError):
+            return None
+        cwd = workspace_value(text, "cwd")
+        return cwd if cwd and os.path.isabs(cwd) else None
+
+    def parse_line(self, state: CopilotState, line: bytes, ctx: ParseContext) -> Message | None:  # type: ignore[override]
+        return one_message(state, line_messages(state, line))
+
+
+SOURCE = CopilotSource()
