@@ -6,10 +6,10 @@ Everything that lists agents reads this: CLI flags (`--<kind>-root`), config sec
 
 from __future__ import annotations
 
-from daemon.sources import claude, copilot, cursor
+from daemon.sources import claude, copilot, cursor, gemini
 from daemon.sources.base import Identity, Incomplete, ParseContext, Snapshot, Source, SourceState, Version, WatchSpec
 
-SOURCES: dict[str, Source] = {s.kind: s for s in (claude.SOURCE, cursor.SOURCE, copilot.SOURCE)}
+SOURCES: dict[str, Source] = {s.kind: s for s in (claude.SOURCE, cursor.SOURCE, copilot.SOURCE, gemini.SOURCE)}
 
 __all__ = ["SOURCES", "Identity", "Incomplete", "ParseContext", "Snapshot", "Source", "SourceState", "Version",
            "WatchSpec"]
