@@ -40,7 +40,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import blake3
 import msgspec
 
 from daemon.codex.notes import compact_json, shows_anything
@@ -468,6 +467,8 @@ class GeminiSource:
         return project_cwd(chats.parent.parent.parent, chats.parent.name, None)
 
     def read_snapshot(self, ident: Identity, ctx: ParseContext) -> Snapshot:
+        import blake3  # only a sync reads: `status` and a no-op import never load it
+
         path = _preferred(ident.path)
         jsonl = path.suffix == ".jsonl"
         data = path.read_bytes()
