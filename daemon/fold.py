@@ -26,11 +26,9 @@ import functools
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-import blake3
 import msgspec
 
 from daemon.codex.render import ThreadState, closing, render
-from daemon.sources import SOURCES
 from daemon.sources.base import ParseContext, Source, SourceState
 from daemon.transcript import Message
 
@@ -59,12 +57,16 @@ class FoldState(msgspec.Struct, Generic[S], kw_only=True):
 
 def new_fold_state(kind: str) -> FoldState:
     """A fresh fold for a session of this source, with the plug-in's own state type."""
+    from daemon.sources import SOURCES  # here: `status` reads the ledger without loading every plug-in
+
     return FoldState(source=SOURCES[kind].state_type())
 
 
 @functools.cache
 def state_decoder(kind: str) -> Callable[[bytes], FoldState]:
     """msgpack → FoldState with the plug-in's state type (built once per kind; the registry is fixed)."""
+    from daemon.sources import SOURCES
+
     source = SOURCES.get(kind)
     state_type = source.state_type if source is not None else SourceState
     return msgspec.msgpack.Decoder(FoldState[state_type]).decode
@@ -76,6 +78,8 @@ _encode_message = msgspec.msgpack.Encoder().encode
 def message_digest(messages: list[Message]) -> bytes:
     """A chained digest of messages (blake3 over each one's msgpack encoding, in order): equal digests of
     the first n messages mean a snapshot still starts with what we wrote."""
+    import blake3  # here, not at the top: `status` imports the ledger, which imports this module
+
     hasher = blake3.blake3()
     for m in messages:
         encoded = _encode_message(m)
