@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-import blake3
 import msgspec
 
 from daemon.codex.notes import compact_json, shows_anything
@@ -116,6 +115,12 @@ _message_decoder = msgspec.json.Decoder(MessageInfo)
 _part_decoder = msgspec.json.Decoder(PartData)
 _v2_decoder = msgspec.json.Decoder(V2Data)
 _project_decoder = msgspec.json.Decoder(ProjectInfo)
+
+
+def _hasher() -> Any:
+    import blake3  # only a sync reads: `status` and a no-op import never load it
+
+    return blake3.blake3()
 
 
 def _decode(decoder: msgspec.json.Decoder, data: object) -> Any:
@@ -408,7 +413,7 @@ def db_version(con: sqlite3.Connection, schema: DbSchema, sid: str) -> Version:
 
 def read_db_session(con: sqlite3.Connection, schema: DbSchema, sid: str) -> tuple[OpenCodeState, list[Message], bytes]:
     """One session, read in one transaction: its state, messages and the blake3 of the rows read."""
-    hasher = blake3.blake3()
+    hasher = _hasher()
     state = OpenCodeState(store="db")
     row = con.execute(f'SELECT id, {_col(schema, "parent_id")}, {_col(schema, "directory")}, '
                       f'{_col(schema, "title")}, {_col(schema, "time_created")}, {_col(schema, "project_id")} '
@@ -512,7 +517,7 @@ def _json_files(folder: Path) -> list[Path]:
 
 
 def read_json_session(storage: Path, session_file: Path) -> tuple[OpenCodeState, list[Message], bytes]:
-    hasher = blake3.blake3()
+    hasher = _hasher()
     state = OpenCodeState(store="json")
     info, _ = _read_json_file(session_file, _session_decoder, hasher)
     if info is None:
@@ -543,7 +548,7 @@ def read_json_session(storage: Path, session_file: Path) -> tuple[OpenCodeState,
         state.start_ms = start
     if state.cwd is None and isinstance(info.projectID, str) and info.projectID:
         project, _ = _read_json_file(storage / "project" / f"{info.projectID}.json", _project_decoder,
-                                     blake3.blake3())
+                                     _hasher())
         if project is not None and isinstance(project.worktree, str) and project.worktree not in ("", "/"):
             state.cwd = project.worktree
     return state, messages, hasher.digest()
@@ -631,7 +636,7 @@ class OpenCodeSource:
                 if path.stem in seen:
                     continue
                 try:
-                    info, _ = _read_json_file(path, _session_decoder, blake3.blake3())
+                    info, _ = _read_json_file(path, _session_decoder, _hasher())
                 except Incomplete:
                     info = None  # being written: listed now, read when it settles
                 if info is not None and isinstance(info.parentID, str) and info.parentID:
@@ -670,7 +675,7 @@ class OpenCodeSource:
                 state, messages, digest = OpenCodeState(store="json", shadowed=True), [], b""
             else:
                 state, messages, digest = read_json_session(storage, ident.path)
-        return Snapshot(state=state, messages=messages, digest=digest or blake3.blake3().digest())
+        return Snapshot(state=state, messages=messages, digest=digest or _hasher().digest())
 
     @staticmethod
     def _in_database(root: Path, sid: str) -> bool:

@@ -47,7 +47,7 @@ def load_sql(db: Path, name: str, repo: Path) -> None:
 def install(tmp: Path, *, schema: str = "v1", json_tree: bool = True, db: bool = True) -> tuple[Path, Path]:
     """The data dir (tmp/data/opencode) with the fixture database and/or storage tree; and the cwd."""
     repo = tmp / "repo"
-    repo.mkdir(exist_ok=True)
+    repo.mkdir(parents=True, exist_ok=True)
     data = tmp / "data" / "opencode"
     data.mkdir(parents=True, exist_ok=True)
     if db:
