@@ -607,8 +607,10 @@ class OpenCodeSource:
         db = env.get("OPENCODE_DB")
         if db and db != ":memory:":
             path = Path(db) if os.path.isabs(db) else data / db
-            if not (path.parent == data and _is_db_name(path.name)):
-                roots.append(path)
+            # a database named like OpenCode's is found in its folder; any other name is a root of its own
+            extra = path.parent if _is_db_name(path.name) else path
+            if extra != data:
+                roots.append(extra)
         return roots
 
     def discover(self, root: Path) -> Iterator[Identity]:

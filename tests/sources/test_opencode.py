@@ -392,6 +392,7 @@ def test_identify_is_by_path_shape(tmp_path):
     ({"HOME": "/h", "XDG_DATA_HOME": "/x"}, ["/x/opencode"]),
     ({"HOME": "/h", "XDG_DATA_HOME": ""}, ["/h/.local/share/opencode"]),
     ({"HOME": "/h", "OPENCODE_DB": "/db/mine.db"}, ["/h/.local/share/opencode", "/db/mine.db"]),
+    ({"HOME": "/h", "OPENCODE_DB": "/db/opencode.db"}, ["/h/.local/share/opencode", "/db"]),
     ({"HOME": "/h", "OPENCODE_DB": "custom.db"}, ["/h/.local/share/opencode", "/h/.local/share/opencode/custom.db"]),
     ({"HOME": "/h", "OPENCODE_DB": "opencode.db"}, ["/h/.local/share/opencode"]),
     ({"HOME": "/h", "OPENCODE_DB": ":memory:"}, ["/h/.local/share/opencode"]),

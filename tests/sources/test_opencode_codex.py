@@ -127,3 +127,20 @@ def test_sessions_that_grew_append_to_their_threads(tree) -> None:
     view = read_view(threads[ids[JSON_ONLY]][1])
     assert view[1] == ("Thanks", ["You're welcome.", MARKER])
     assert len(threads) == 4
+
+
+def test_opencode_db_names_a_database_elsewhere(tree) -> None:
+    t, data, _ = tree
+    moved = t.root / "elsewhere" / "opencode.db"
+    moved.parent.mkdir()
+    src, dst = sqlite3.connect(data / "opencode.db"), sqlite3.connect(moved)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    env = t.env()
+    env["OPENCODE_DB"] = str(moved)  # the default data dir ($HOME/.local/share/opencode) does not exist
+    proc = subprocess.run(cli_command("import", "--json"), env=env, cwd=t.root, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["imported"] == 3  # the DB's sessions, not the JSON one
+    assert sorted(_by_session(t)) == sorted([TITLED, PLACEHOLDER, V2])
