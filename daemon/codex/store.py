@@ -142,14 +142,40 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _open_temp(tmp: Path, path: Path) -> int:
+    """The temp file `tmp`, locked by us and emptied. One name per thread, so a temp file a killed writer
+    left is reused (and emptied) by the next write of that thread, and no write has to list the folder
+    (a day's folder holds hundreds of rollouts) to find one. The lock keeps two writers out of one temp
+    file; the inode check makes sure we locked the file that has the name now, not one another writer
+    has since renamed into place (its rollout must not be truncated)."""
+    while True:
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise Busy(f"another process is writing {path}") from None
+        st = os.fstat(fd)
+        try:
+            same = os.stat(tmp).st_ino == st.st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            if st.st_mode & 0o777 != 0o600:  # left by someone else: the rollout it becomes is private
+                os.fchmod(fd, 0o600)
+            return fd
+        os.close(fd)  # renamed away under us: take the new one
+
+
 def write_atomic(path: Path, chunks: Iterable[bytes]) -> tuple[int, bytes]:
     """Create or replace `path` with `chunks`, durably; return (size, tail hash)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp")
+    ours = False  # the temp file is ours to remove if the write fails
     try:
         make_dirs(path.parent)
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer of this thread
-            stale.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = _open_temp(tmp, path)
+        ours = True
         try:
             size = 0
             for chunk in chunks:
@@ -157,16 +183,18 @@ def write_atomic(path: Path, chunks: Iterable[bytes]) -> tuple[int, bytes]:
                 size += len(chunk)
             os.fsync(fd)
             digest = tail_hash(fd, size)
+            os.replace(tmp, path)  # still locked: no other writer can have opened it as its temp file
+            ours = False
         finally:
             os.close(fd)
-        os.replace(tmp, path)
         _fsync_dir(path.parent)
         return size, digest
     except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+        if ours:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
         raise _explain(exc, path, "write") from None
 
 
