@@ -138,7 +138,8 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
         return summary
     ledger = Ledger(paths.ledger)
     try:
-        sorted_out = triage(found, ledger.stats(), ledger.skips())
+        known = ledger.stats()
+        sorted_out = triage(found, known, ledger.skips())
         todo = sorted_out.todo
         summary.unchanged += sorted_out.unchanged
         summary.skipped += len(sorted_out.skipped)
@@ -146,8 +147,10 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
         if todo:  # the engine and the pool only when there is something to sync (start-up time)
             from daemon.engine import Job, record
             from daemon.pool import make_executor
-        jobs = [Job(f.ident, ledger.get(f.ident.kind, str(f.ident.path)), paths.codex_home, paths.ledger,
-                    cfg.max_line_mb << 20) for f in todo]
+        # stats() lists every row, so a session it does not know has none: no query per new session
+        keys = [(f.ident.kind, str(f.ident.path)) for f in todo]
+        jobs = [Job(f.ident, ledger.get(*key) if key in known else None, paths.codex_home, paths.ledger,
+                    cfg.max_line_mb << 20) for f, key in zip(todo, keys)]
         total = sum(f.version.size for f in todo)
         progress = Progress(stream, len(jobs), total)
         workers = max(1, min(effective_workers(cfg), len(jobs)))
