@@ -154,7 +154,10 @@ def fold(source: Source, state: FoldState, chunk: bytes, ctx: ParseContext,
                 m = None        # shape the plug-in did not expect) is skipped and counted, never fatal
                 src.malformed += 1
             if m is not None:
-                messages.append(m)
+                if type(m) is tuple:  # one line that held several records (a glued line)
+                    messages.extend(m)
+                else:
+                    messages.append(m)
         pos = nl + 1
     body, thread = render(state.thread, messages)
     return body, FoldState(offset=state.offset + end, source=src, thread=thread, long_lines=long_lines,

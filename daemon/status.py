@@ -245,7 +245,11 @@ def collect(cfg: Config, paths: Paths, env: Mapping[str, str], now: float | None
     entries, failures = _entries(paths.ledger) if exists else ([], {})
     info = pidlock.read(paths.state_dir)
     live = pidlock.read_live(paths.state_dir) if info is not None else None
-    kinds = dict.fromkeys(r.source.kind for r in roots(cfg, env))
+    # The agents this machine has (a root that exists, or one the user named; others appear once they have
+    # rows); with none at all, every enabled agent, so the report says what is looked for.
+    enabled = roots(cfg, env)
+    kinds = dict.fromkeys(r.source.kind for r in enabled if r.explicit or r.path.is_dir()) or \
+        dict.fromkeys(r.source.kind for r in enabled)
     return build(kinds=kinds, seen=seen, entries=entries, failures=failures, info=info, live=live,
                  now=time.time() if now is None else now, paths=paths, ledger_exists=exists, warnings=warnings)
 

@@ -161,8 +161,11 @@ def test_no_sources_at_all(tmp_path: Path) -> None:
     tree = Tree(tmp_path)
     done = cli(tree, "status")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[3:5] == ["claude         0       0        0        0         0  never      -",
-                                             "cursor         0       0        0        0         0  never      -"]
+    from daemon.sources import SOURCES
+
+    rows = done.stdout.splitlines()[3:3 + len(SOURCES)]
+    assert [r.split()[0] for r in rows] == sorted(SOURCES)  # nothing found: every agent it looks for
+    assert all(r.split()[1:] == ["0", "0", "0", "0", "0", "never", "-"] for r in rows), rows
 
 
 # -- the pure core ---------------------------------------------------------------------------------
