@@ -508,3 +508,25 @@ def test_a_second_process_writing_while_we_read(tmp_path):
     assert proc.returncode == 0 and out.strip() == f"done {n}", err
     assert readings[-1] == base + 3 * n
     assert SOURCE.version(ident).size == 4 + 2 * n
+
+
+def test_a_replaced_database_and_a_migrated_schema_are_seen(tmp_path):
+    """The kept-open connection: a file replaced at the same path is reopened, new tables are detected."""
+    db = tmp_path / "opencode.db"
+    gen.create_db(db)
+    gen.add_session(db, "ses_1", directory=str(tmp_path), title="first file", created=1000)
+    ident = Identity("opencode", "ses_1", db / "ses_1")
+    assert SOURCE.read_snapshot(ident, CTX).state.custom_title == "first file"
+    other = tmp_path / "new.db"
+    gen.create_db(other)
+    gen.add_session(other, "ses_1", directory=str(tmp_path), title="second file", created=1000)
+    os.replace(other, db)
+    for suffix in ("-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    assert SOURCE.read_snapshot(ident, CTX).state.custom_title == "second file"
+    con = gen.connect(db)
+    con.executescript(gen.SCHEMA_V2[len(gen.SCHEMA_V1):])  # OpenCode 2.x migrates the same file
+    con.close()
+    gen.add_v2_message(db, "ses_1", "smg_1", "user", {"text": "from 2.x", "time": {"created": 2000}}, 2000)
+    snap = SOURCE.read_snapshot(ident, CTX)
+    assert [view(m) for m in snap.messages] == [Message("user", "from 2.x", 2000)] and snap.state.store == "db-v2"
