@@ -66,6 +66,9 @@ def discover(cfg: Config, env: Mapping[str, str], now: float | None = None) -> t
             warnings.append(f"cannot list {root.source.label} sessions under {root.path} "
                             f"({type(exc).__name__}: {exc}); check the folder")
     found.sort(key=lambda f: (-f.version.mtime_ns, str(f.ident.path)))
+    # One session, one entry: copies of a session id (two roots, a moved folder left behind) keep the newest.
+    seen: set[tuple[str, str]] = set()
+    found = [f for f in found if (k := (f.ident.kind, f.ident.session_id)) not in seen and not seen.add(k)]
     if cfg.max_age_days is not None:
         cutoff = (now if now is not None else time.time()) - cfg.max_age_days * 86400
         found = [f for f in found if f.version.mtime_ns >= cutoff * 1e9]
@@ -81,15 +84,16 @@ class Triage:
     skipped: list[str]  # still skipped for the reason recorded at this stat (nothing read)
 
 
-def triage(found: list[Found], known: dict[tuple[str, str], tuple[int, int, int]],
+def triage(found: list[Found], known: dict[tuple[str, str], tuple[tuple[int, int, int], str]],
            skips: dict[tuple[str, str], tuple[tuple[int, int, int], str | None, str]]) -> Triage:
-    """Split discovered sessions by what the ledger knows (`Ledger.stats()`, `Ledger.skips()`)."""
+    """Split discovered sessions by what the ledger knows (`Ledger.stats()`, `Ledger.skips()`); a session
+    is (kind, session id): one found at a new path (a moved file) goes to the engine once, to record it."""
     out = Triage(todo=[], unchanged=0, skipped=[])
     for f in found:
-        key = (f.ident.kind, str(f.ident.path))
+        key = (f.ident.kind, f.ident.session_id)
         stat = f.version.key()
         skip = skips.get(key)
-        if known.get(key) == stat:
+        if known.get(key) == (stat, str(f.ident.path)):
             out.unchanged += 1
         elif skip is not None and skip[0] == stat and not (skip[1] and os.path.isdir(skip[1])):
             out.skipped.append(skip[2])

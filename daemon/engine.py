@@ -213,7 +213,7 @@ def _read_log(job: Job, out: Outcome) -> _Read | None:
         if not stat.S_ISREG(st.st_mode):
             raise _Skip(f"{path}: not a regular file; only files are sessions")
         out.stat = _stat_key(st)
-        if row is not None and (row.size, row.mtime_ns, row.inode) == out.stat:
+        if row is not None and (row.size, row.mtime_ns, row.inode) == out.stat and row.path == str(path):
             out.kind = "unchanged"
             return None
         ctx = ParseContext(mtime_ms=st.st_mtime_ns // 1_000_000)
@@ -248,7 +248,7 @@ def _read_snapshot(job: Job, out: Outcome) -> _Read | None:
     source = SOURCES[ident.kind]
     version = source.version(ident)
     out.stat = version.key()
-    if row is not None and (row.size, row.mtime_ns, row.inode) == out.stat:
+    if row is not None and (row.size, row.mtime_ns, row.inode) == out.stat and row.path == str(ident.path):
         out.kind = "unchanged"
         return None
     ctx = ParseContext(mtime_ms=version.mtime_ns // 1_000_000)
@@ -287,7 +287,7 @@ def _settle(job: Job, out: Outcome, read: _Read) -> None:
     size, mtime_ns, inode = read.stat
     if row is not None and (content_hash == row.content_hash or mode == "append" and state == start):
         out.kind = "touched"  # same bytes, or no new complete line yet: remember the stat, write nothing
-        out.row = msgspec.structs.replace(row, size=size, mtime_ns=mtime_ns, inode=inode,
+        out.row = msgspec.structs.replace(row, path=str(path), size=size, mtime_ns=mtime_ns, inode=inode,
                                           content_hash=content_hash, synced_at=time.time(), last_error=None,
                                           error_count=0)
         return
@@ -468,7 +468,7 @@ def _reserve_start(job: Job, proposed_ms: int) -> int:
     the file grew then still land on the same thread id and path."""
     ledger = Ledger(job.ledger_path, migrate=False)
     try:
-        return ledger.reserve_start(job.ident.kind, str(job.ident.path), proposed_ms)
+        return ledger.reserve_start(job.ident.kind, job.ident.session_id, proposed_ms)
     finally:
         ledger.close()
 
@@ -476,7 +476,7 @@ def _reserve_start(job: Job, proposed_ms: int) -> int:
 def _intend(job: Job, planned: tuple[int, bytes]) -> None:
     ledger = Ledger(job.ledger_path, migrate=False)
     try:
-        ledger.set_intent(job.ident.kind, str(job.ident.path), *planned)
+        ledger.set_intent(job.ident.kind, job.ident.session_id, *planned)
     finally:
         ledger.close()
 
@@ -537,9 +537,10 @@ _EVENTS: dict[str, tuple[str, str]] = {  # outcome kind → (log level, event na
 def record(ledger: Ledger, out: Outcome, log: object) -> None:
     """Parent side of a sync: commit what the worker made durable (one transaction), then log it."""
     if out.kind == "skipped":
-        ledger.record_failure(out.source, out.path, out.message or out.kind, out.stat, out.waiting_for)
+        ledger.record_failure(out.source, out.session_id, out.path, out.message or out.kind, out.stat, out.waiting_for)
     elif out.kind == "failed":
-        ledger.record_failure(out.source, out.path, out.message or out.kind, out.stat if out.settled else None)
+        ledger.record_failure(out.source, out.session_id, out.path, out.message or out.kind,
+                              out.stat if out.settled else None)
     elif out.row is not None:
         ledger.commit(out.row, out.superseded)
     level, event = _EVENTS[out.kind]

@@ -14,14 +14,14 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import msgspec
 
 from daemon.fold import FoldState, state_decoder
 from daemon.private import make_dirs
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE sessions (
@@ -82,6 +82,40 @@ _MIGRATIONS: dict[int, str] = {
         waiting_for TEXT,                    -- ... and a folder whose appearance lifts it (a missing cwd)
         PRIMARY KEY (source, path)
     );
+    """,
+    # 2: a session is (source, session_id), the agent's own id, not its path: a moved file, a copied home
+    # folder, a legacy and a new copy of one session are one session and one thread. `path` stays a column
+    # (where the session was last read). Sessions of one id under two paths keep the most recently synced.
+    2: """
+    CREATE TABLE sessions_v2 (
+        source TEXT NOT NULL, path TEXT NOT NULL, session_id TEXT NOT NULL, size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, content_hash BLOB NOT NULL, consumed INTEGER NOT NULL,
+        prefix_hash BLOB NOT NULL, fold_state BLOB NOT NULL, thread_id TEXT, generation INTEGER NOT NULL DEFAULT 0,
+        rollout_path TEXT, rollout_size INTEGER, rollout_tail_hash BLOB, rollout_body_end INTEGER,
+        rollout_body_hash BLOB, pending_size INTEGER, pending_tail_hash BLOB, title TEXT,
+        first_imported_at REAL NOT NULL, updated_at REAL NOT NULL, synced_at REAL NOT NULL, last_error TEXT,
+        error_count INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (source, session_id)
+    );
+    INSERT OR IGNORE INTO sessions_v2 SELECT source, path, session_id, size, mtime_ns, inode, content_hash, consumed,
+        prefix_hash, fold_state, thread_id, generation, rollout_path, rollout_size, rollout_tail_hash,
+        rollout_body_end, rollout_body_hash, pending_size, pending_tail_hash, title, first_imported_at, updated_at,
+        synced_at, last_error, error_count FROM sessions ORDER BY synced_at DESC;
+    DROP TABLE sessions;
+    ALTER TABLE sessions_v2 RENAME TO sessions;
+    CREATE UNIQUE INDEX sessions_thread ON sessions(thread_id) WHERE thread_id IS NOT NULL;
+    CREATE TABLE starts_v2 (source TEXT NOT NULL, session_id TEXT NOT NULL, start_ms INTEGER NOT NULL,
+        PRIMARY KEY (source, session_id));
+    INSERT OR IGNORE INTO starts_v2 SELECT source, path_stem(path), start_ms FROM starts;
+    DROP TABLE starts;
+    ALTER TABLE starts_v2 RENAME TO starts;
+    CREATE TABLE failures_v2 (source TEXT NOT NULL, session_id TEXT NOT NULL, path TEXT NOT NULL,
+        error TEXT NOT NULL, count INTEGER NOT NULL, at REAL NOT NULL, size INTEGER, mtime_ns INTEGER, inode INTEGER,
+        waiting_for TEXT, PRIMARY KEY (source, session_id));
+    INSERT OR IGNORE INTO failures_v2 SELECT source, path_stem(path), path, error, count, at, size, mtime_ns, inode,
+        waiting_for FROM failures ORDER BY at DESC;
+    DROP TABLE failures;
+    ALTER TABLE failures_v2 RENAME TO failures
     """,
 }
 
@@ -151,6 +185,8 @@ class Ledger:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             if migrate:
+                # v1 keyed sessions by path; for its two agents (Claude Code, Cursor) the id is the file stem
+                self._db.create_function("path_stem", 1, lambda p: PurePath(p).stem, deterministic=True)
                 self._migrate()
         except sqlite3.OperationalError as exc:
             raise LedgerError(f"ledger {path} is busy or cannot be written ({exc}); another process holds it "
@@ -202,9 +238,9 @@ class Ledger:
 
     # -- reads -----------------------------------------------------------------------------------
 
-    def get(self, source: str, path: str) -> Row | None:
+    def get(self, source: str, session_id: str) -> Row | None:
         cur = self._db.execute(
-            f"SELECT {', '.join(_FIELDS)} FROM sessions WHERE source=? AND path=?", (source, path))
+            f"SELECT {', '.join(_FIELDS)} FROM sessions WHERE source=? AND session_id=?", (source, session_id))
         values = cur.fetchone()
         return _to_row(values) if values else None
 
@@ -219,15 +255,16 @@ class Ledger:
         for values in self._db.execute(f"SELECT {', '.join(cols)} FROM sessions ORDER BY source, path"):
             yield dict(zip(cols, values))
 
-    def stats(self) -> dict[tuple[str, str], tuple[int, int, int]]:
-        """(source, path) → (size, mtime_ns, inode): all the fast path needs, without fold states."""
-        return {(s, p): (size, mtime, ino) for s, p, size, mtime, ino in
-                self._db.execute("SELECT source, path, size, mtime_ns, inode FROM sessions")}
+    def stats(self) -> dict[tuple[str, str], tuple[tuple[int, int, int], str]]:
+        """(source, session_id) → ((size, mtime_ns, inode), path): all the fast path needs, without fold states."""
+        return {(s, k): ((size, mtime, ino), p) for s, k, p, size, mtime, ino in
+                self._db.execute("SELECT source, session_id, path, size, mtime_ns, inode FROM sessions")}
 
     def skips(self) -> dict[tuple[str, str], tuple[tuple[int, int, int], str | None, str]]:
-        """(source, path) → (stat it was skipped at, folder it waits for, reason) for settled skips."""
-        return {(s, p): ((size, mtime, ino), waiting, e) for s, p, size, mtime, ino, waiting, e in self._db.execute(
-            "SELECT source, path, size, mtime_ns, inode, waiting_for, error FROM failures WHERE size IS NOT NULL")}
+        """(source, session_id) → (version it was skipped at, folder it waits for, reason) for settled skips."""
+        return {(s, k): ((size, mtime, ino), waiting, e) for s, k, size, mtime, ino, waiting, e in self._db.execute(
+            "SELECT source, session_id, size, mtime_ns, inode, waiting_for, error FROM failures "
+            "WHERE size IS NOT NULL")}
 
     def failures(self) -> dict[tuple[str, str], tuple[str, int, float]]:
         return {(s, p): (e, c, a) for s, p, e, c, a in
@@ -248,25 +285,26 @@ class Ledger:
             self._db.execute(
                 f"INSERT OR REPLACE INTO sessions ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))})",
                 values)
-            self._db.execute("DELETE FROM failures WHERE source=? AND path=?", (row.source, row.path))
+            self._db.execute("DELETE FROM failures WHERE source=? AND session_id=?", (row.source, row.session_id))
 
-    def reserve_start(self, source: str, path: str, proposed_ms: int) -> int:
+    def reserve_start(self, source: str, session_id: str, proposed_ms: int) -> int:
         """The start time reserved for this session: `proposed_ms` the first time, the same value after."""
         with self.transaction():
-            self._db.execute("INSERT OR IGNORE INTO starts (source, path, start_ms) VALUES (?, ?, ?)",
-                             (source, path, proposed_ms))
-            return self._db.execute("SELECT start_ms FROM starts WHERE source=? AND path=?",
-                                    (source, path)).fetchone()[0]
+            self._db.execute("INSERT OR IGNORE INTO starts (source, session_id, start_ms) VALUES (?, ?, ?)",
+                             (source, session_id, proposed_ms))
+            return self._db.execute("SELECT start_ms FROM starts WHERE source=? AND session_id=?",
+                                    (source, session_id)).fetchone()[0]
 
-    def set_intent(self, source: str, path: str, size: int, tail_hash: bytes) -> None:
+    def set_intent(self, source: str, session_id: str, size: int, tail_hash: bytes) -> None:
         """Before changing an existing rollout: say what it will look like, so that after a crash
         between the write and `commit` the next run knows the changed file is ours, not Codex's."""
         with self.transaction():
-            self._db.execute("UPDATE sessions SET pending_size=?, pending_tail_hash=? WHERE source=? AND path=?",
-                             (size, tail_hash, source, path))
+            self._db.execute(
+                "UPDATE sessions SET pending_size=?, pending_tail_hash=? WHERE source=? AND session_id=?",
+                (size, tail_hash, source, session_id))
 
-    def record_failure(self, source: str, path: str, error: str, skipped_at: tuple[int, int, int] | None = None,
-                       waiting_for: str | None = None) -> None:
+    def record_failure(self, source: str, session_id: str, path: str, error: str,
+                       skipped_at: tuple[int, int, int] | None = None, waiting_for: str | None = None) -> None:
         """A failed or skipped attempt: on the row if there is one, else in `failures`; never touches the
         thread. A skip (`skipped_at` = the stat it saw) is not retried until the stat changes or the
         `waiting_for` folder appears; a failure is retried every time."""
@@ -274,15 +312,16 @@ class Ledger:
         size, mtime_ns, inode = skipped_at or (None, None, None)
         with self.transaction():
             cur = self._db.execute(
-                "UPDATE sessions SET last_error=?, error_count=error_count+1 WHERE source=? AND path=?",
-                (error, source, path))
+                "UPDATE sessions SET last_error=?, error_count=error_count+1 WHERE source=? AND session_id=?",
+                (error, source, session_id))
             if cur.rowcount == 0 or skipped_at is not None:  # a skip is settled even beside a row
                 self._db.execute(
-                    "INSERT INTO failures (source, path, error, count, at, size, mtime_ns, inode, waiting_for) "
-                    "VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?) ON CONFLICT(source, path) DO UPDATE SET "
-                    "error=excluded.error, count=count+1, at=excluded.at, size=excluded.size, "
-                    "mtime_ns=excluded.mtime_ns, inode=excluded.inode, waiting_for=excluded.waiting_for",
-                    (source, path, error, now, size, mtime_ns, inode, waiting_for))
+                    "INSERT INTO failures (source, session_id, path, error, count, at, size, mtime_ns, inode, "
+                    "waiting_for) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?) ON CONFLICT(source, session_id) DO UPDATE "
+                    "SET path=excluded.path, error=excluded.error, count=count+1, at=excluded.at, "
+                    "size=excluded.size, mtime_ns=excluded.mtime_ns, inode=excluded.inode, "
+                    "waiting_for=excluded.waiting_for",
+                    (source, session_id, path, error, now, size, mtime_ns, inode, waiting_for))
 
 
 class _Tx:

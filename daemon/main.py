@@ -103,7 +103,7 @@ class Daemon:
 
     async def sync_path(self, ident: Identity) -> Outcome:
         key = str(ident.path)
-        row = await self._db(self.ledger.get, ident.kind, key)
+        row = await self._db(self.ledger.get, ident.kind, ident.session_id)
         job = Job(ident, row, self.paths.codex_home, self.paths.ledger, self.cfg.max_line_mb << 20)
         self.shared.in_flight += 1
         try:

@@ -220,7 +220,7 @@ def _worker_half(tree: Tree, src: Path):
     try:
         ident = SOURCES["claude"].identify(src.parent.parent, src)
         assert ident is not None
-        return sync_session(Job(ident, ledger.get("claude", str(src)), paths.codex_home, paths.ledger))
+        return sync_session(Job(ident, ledger.get("claude", src.stem), paths.codex_home, paths.ledger))
     finally:
         ledger.close()
 

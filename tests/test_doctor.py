@@ -12,6 +12,7 @@ import pytest
 
 from daemon import doctor
 from daemon.config import Config, ConfigError, load, resolve_paths
+from daemon.ledger import SCHEMA_VERSION
 from service import systemd
 from status_support import Holder, Tree, build_tree, cli
 
@@ -50,7 +51,7 @@ def test_healthy_setup_is_all_ok(tmp_path: Path) -> None:
     assert got["cursor"] == [f"ok {tree.home / '.cursor' / 'projects'}: 1 session(s)"]
     assert got["codex home"] == [f"ok {tree.codex_home} is writable"]
     assert got["state dir"] == [f"ok {tree.state_dir} is writable"]
-    assert got["ledger"] == [f"ok {tree.ledger}: integrity ok, schema 1"]
+    assert got["ledger"] == [f"ok {tree.ledger}: integrity ok, schema {SCHEMA_VERSION}"]
     assert got["logs"] == [f"ok {tree.state_dir / 'logs'} is writable"]
     assert got["daemon"][0].startswith(f"ok running (pid {holder.pid}, foreground, up ")
     if os.path.exists("/proc/sys/fs/inotify/max_user_watches"):
@@ -87,8 +88,8 @@ def test_corrupt_ledger_fails_with_the_fix(tmp_path: Path) -> None:
     assert done.returncode == 1
     (line,) = lines_by_name(done.stdout)["ledger"]
     assert line.startswith(f"FAIL {tree.ledger} ")
-    assert f"; fix: stop the daemon, move {tree.ledger} and its -wal/-shm files aside (e.g. mv {tree.ledger} " \
-           f"{tree.ledger}.broken) and run `session-syncd import`" in line
+    assert f"; fix: stop the daemon and run `session-syncd ledger rebuild`: it moves {tree.ledger} and its " \
+           "-wal/-shm files aside and rebuilds the ledger from the threads in the Codex home" in line
     assert lines_by_name(done.stdout)["logs"] == [f"ok {tree.state_dir / 'logs'} is writable"]  # the rest still ran
 
     tree.ledger.write_bytes(b"not sqlite at all\n" * 100)
@@ -138,7 +139,7 @@ def test_bad_config_fails(tmp_path: Path) -> None:
     assert code == 1
     got = lines_by_name(out.getvalue())
     assert got["config"] == [f"FAIL {caught.value}"] and "fix the syntax" in got["config"][0]
-    assert got["ledger"] == [f"ok {tree.ledger}: integrity ok, schema 1"]  # the other checks still run
+    assert got["ledger"] == [f"ok {tree.ledger}: integrity ok, schema {SCHEMA_VERSION}"]  # the other checks still run
 
     missing = tmp_path / "nowhere"
     tree.config.write_text(f'[sources.cursor]\nroots = ["{missing}"]\n')

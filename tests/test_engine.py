@@ -37,7 +37,7 @@ def env(tmp_path: Path):
 
     def sync() -> Outcome:
         ident = SOURCES["claude"].identify(root, src)
-        out = sync_session(Job(ident, ledger.get("claude", str(src)), tmp_path / "codex", ledger.path))
+        out = sync_session(Job(ident, ledger.get("claude", src.stem), tmp_path / "codex", ledger.path))
         record(ledger, out, Quiet())
         return out
 
@@ -151,7 +151,7 @@ def test_session_without_timestamps_keeps_its_thread_across_a_crash(tmp_path: Pa
     try:
         def job() -> Job:
             ident = SOURCES["cursor"].identify(root, src)
-            return Job(ident, ledger.get("cursor", str(src)), tmp_path / "codex", ledger.path)
+            return Job(ident, ledger.get("cursor", src.stem), tmp_path / "codex", ledger.path)
 
         crashed = sync_session(job())  # written, never committed: the crash
         assert crashed.kind == "imported"

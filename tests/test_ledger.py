@@ -45,11 +45,11 @@ def test_row_round_trip_and_skips(tmp_path: Path) -> None:
                   content_hash=b"h", consumed=9, prefix_hash=b"p", fold_state=FoldState(offset=9),
                   thread_id="t", rollout_path="/r", rollout_size=3)
         ledger.commit(row)
-        assert ledger.get("claude", "/p/s.jsonl") == row
-        assert ledger.stats() == {("claude", "/p/s.jsonl"): (10, 5, 7)}
-        ledger.record_failure("cursor", "/q.jsonl", "cwd gone", (1, 2, 3), "/gone")
-        ledger.record_failure("cursor", "/r.jsonl", "unreadable")
-        assert ledger.skips() == {("cursor", "/q.jsonl"): ((1, 2, 3), "/gone", "cwd gone")}
+        assert ledger.get("claude", "s") == row
+        assert ledger.stats() == {("claude", "s"): ((10, 5, 7), "/p/s.jsonl")}
+        ledger.record_failure("cursor", "q", "/q.jsonl", "cwd gone", (1, 2, 3), "/gone")
+        ledger.record_failure("cursor", "r", "/r.jsonl", "unreadable")
+        assert ledger.skips() == {("cursor", "q"): ((1, 2, 3), "/gone", "cwd gone")}
         assert set(ledger.failures()) == {("cursor", "/q.jsonl"), ("cursor", "/r.jsonl")}
         assert (tmp_path / "l.sqlite3").stat().st_mode & 0o777 == 0o600
     finally:

@@ -97,7 +97,7 @@ def test_a_failing_synced_session_shows_its_rows_last_error(tmp_path: Path) -> N
     assert cli(tree, "import").returncode == 0
     source = tree.cursor_sessions()[0]
     ledger = Ledger(tree.ledger)
-    rollout = Path(ledger.get("cursor", str(source)).rollout_path)
+    rollout = Path(ledger.get("cursor", source.stem).rollout_path)
     ledger.close()
     # Something put a folder where the thread's rollout was: the next append of this session fails.
     rollout.unlink()
@@ -108,7 +108,7 @@ def test_a_failing_synced_session_shows_its_rows_last_error(tmp_path: Path) -> N
     report = status_json(tree)
     cursor = by_source(report)["cursor"]
     ledger = Ledger(tree.ledger)
-    row = ledger.get("cursor", str(source))
+    row = ledger.get("cursor", source.stem)
     ledger.close()
     assert row is not None and row.last_error
     assert (cursor["synced"], cursor["pending"], cursor["failing"]) == (0, 0, 1)
