@@ -74,3 +74,24 @@ def test_a_turn_added_in_codex_makes_a_conflict_copy(tree: Tree) -> None:
     assert run_import(tree)["by_kind"] == {"conflict": 1}
     assert rollout.read_bytes() == theirs
     assert [s["thread_id"] for s in ledger_superseded(tree)] == [row["thread_id"]]
+
+
+def test_the_writer_lock_file_is_created_before_a_first_write(tmp_path: Path) -> None:
+    """Issue 8: we take Codex's per-thread writer lock even for a thread Codex never opened, so a Codex
+    that opens it mid-write waits for us; while we hold it, another taker (as Codex would) is refused."""
+    import fcntl
+    import os
+
+    from daemon.codex import store
+
+    home = tmp_path / "codex"
+    home.mkdir()
+    with store.writer_lock(home, "t-1"):
+        lock = home / "thread-writer-locks" / "t-1.lock"
+        assert lock.is_file() and (lock.stat().st_mode & 0o777) == 0o600
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)

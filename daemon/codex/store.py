@@ -228,16 +228,21 @@ def append_after(path: Path, keep: int, data: bytes, restore: bytes) -> tuple[in
 def writer_lock(codex_home: Path, thread_id: str) -> Iterator[None]:
     """Hold Codex's per-thread writer lock while we write, if Codex uses one for this thread.
 
-    Codex takes an exclusive lock on `thread-writer-locks/<id>.lock` while a thread is live. If the
-    file exists and is locked, Codex has the thread open: raise Busy (the caller defers). If it does
-    not exist we create nothing (Codex never opened the thread).
+    Codex takes an exclusive lock on `thread-writer-locks/<id>.lock` while a thread is live. If it is
+    locked, Codex has the thread open: raise Busy (the caller defers). The file is created when it does
+    not exist yet, so a Codex that opens the thread while we write waits for us instead of racing us.
     """
-    lock = codex_home / "thread-writer-locks" / f"{thread_id}.lock"
+    folder = codex_home / "thread-writer-locks"
+    lock = folder / f"{thread_id}.lock"
     try:
-        fd = os.open(lock, os.O_RDWR)
-    except FileNotFoundError:
-        yield
-        return
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            make_dirs(folder)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreError(f"cannot create Codex's writer lock {lock}: {exc.strerror}; check that the Codex "
+                         "home is writable") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
