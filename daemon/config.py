@@ -36,6 +36,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     # Import selection: none by default (Codex only takes the 50 newest of 30 days; we take all).
     max_age_days: float | None = None
     max_sessions: int | None = None
+    # Write what Codex's own importer writes (daemon/codex/compat.py; README lists every difference).
+    codex_compatible: bool = False
     # Sessions synced at once (import and daemon); 0 means the number of cores, at least 2.
     max_inflight: int = 0
     # Daemon timing.

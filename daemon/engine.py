@@ -35,7 +35,7 @@ import blake3
 import msgspec
 
 from daemon import faults
-from daemon.codex import ids, store
+from daemon.codex import compat, ids, store
 from daemon.codex.lines import GitInfo, SessionMeta, encode, is_codex_metadata, iso_ms
 from daemon.codex.render import closing
 from daemon.codex.title import choose
@@ -79,6 +79,7 @@ class Job:
     codex_home: Path
     ledger_path: Path  # for the write intent before an existing rollout is changed
     max_line: int = MAX_LINE  # longer source lines are skipped and counted
+    codex_compatible: bool = False  # write what Codex's own importer writes (daemon/codex/compat.py)
 
 
 class _Skip(Exception):
@@ -306,7 +307,7 @@ def _settle(job: Job, out: Outcome, read: _Read) -> None:
         # Read whole (a same-size change, a touch after appends): the thread would not change. Remember
         # the new stat, fingerprint and state; a new title still goes to Codex.
         out.kind = "touched"
-        _name(job.codex_home, new, state)
+        _name(job.codex_home, new, state, job.codex_compatible)
         return
     if not state.thread.turns:
         # No user message yet: remember what we read and write nothing. Unless this is a rewrite of a
@@ -351,7 +352,8 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
             owner, carried = _owner(rollout, row)
             if owner in ("ours", "interrupted"):
                 if mode == "append" and owner == "ours":
-                    tail = b"".join(parts) + closing(state.thread) + carried
+                    tail = b"".join(parts) + closing(state.thread)
+                    tail = (compat.restamp(tail, compat.now_ms()) if job.codex_compatible else tail) + carried
                     _intend(job, store.planned_append(rollout, row.rollout_body_end, tail))
                     old_tail = closing(row.fold_state.thread) + carried
                     new.rollout_size, new.rollout_tail_hash = store.append_after(
@@ -362,11 +364,11 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
                 else:
                     if mode == "append":
                         parts, state = refold(new)
-                    chunks = _full_chunks(new.thread_id, parts, state, cwd, carried)
+                    chunks = _full_chunks(new.thread_id, parts, state, cwd, carried, job.codex_compatible)
                     _intend(job, store.planned_state(chunks))
                     _write_full(new, rollout, chunks, len(carried))
                     out.kind = "rewritten"
-                _name(home, new, state)
+                _name(home, new, state, job.codex_compatible)
                 new.updated_at = time.time()
                 return
         # Someone else wrote to (or removed) the thread: leave it alone, start the next generation.
@@ -387,7 +389,7 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
     while True:
         rollout = home / ids.rollout_relpath(new.thread_id, state.source.start_ms)
         with store.writer_lock(home, new.thread_id):
-            chunks = _full_chunks(new.thread_id, parts, state, cwd, b"")
+            chunks = _full_chunks(new.thread_id, parts, state, cwd, b"", job.codex_compatible)
             carried = _earlier_copy_of_ours(rollout) if rollout.exists() else b""
             if carried is not None:  # no file yet, or ours from a run whose commit was lost
                 chunks[-1] = carried
@@ -402,7 +404,7 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
                                     reason="thread continued in Codex", at=time.time())
         new.generation, new.thread_id, out.kind = generation, thread, "conflict"
         out.message = f"{ident.path}: {rollout} was continued in Codex; wrote the session as thread {thread}"
-    _name(home, new, state)
+    _name(home, new, state, job.codex_compatible)
     new.updated_at = time.time()
 
 
@@ -499,8 +501,14 @@ def _refold(job: Job, ctx: ParseContext, new: Row) -> tuple[list[bytes], FoldSta
     return parts, state
 
 
-def _full_chunks(thread: str, parts: list[bytes], state: FoldState, cwd: str, carried: bytes) -> list[bytes]:
-    """A whole rollout: session_meta, body, closing lines, then any Codex metadata lines we carry."""
+def _full_chunks(thread: str, parts: list[bytes], state: FoldState, cwd: str, carried: bytes,
+                 codex_compatible: bool = False) -> list[bytes]:
+    """A whole rollout: session_meta, body, closing lines, then any Codex metadata lines we carry.
+    Codex-compatible: Codex's session_meta and git (the cwd's HEAD), our lines stamped with the write time."""
+    if codex_compatible:
+        now = compat.now_ms()
+        return [compat.meta_line(thread, cwd, git_info(cwd), CLI_VERSION, now),
+                compat.restamp(b"".join(parts), now), compat.restamp(closing(state.thread), now), carried]
     meta = _meta_line(thread, state, cwd, git_info(cwd, state.source.git_branch))
     return [meta, *parts, closing(state.thread), carried]
 
@@ -512,8 +520,11 @@ def _write_full(new: Row, rollout: Path, chunks: list[bytes], carried: int) -> N
     new.rollout_path = str(rollout)
 
 
-def _name(home: Path, new: Row, state: FoldState) -> None:
+def _name(home: Path, new: Row, state: FoldState, codex_compatible: bool = False) -> None:
     s = state.source
+    if codex_compatible:  # Codex's pick, recorded but not written: Codex's importer writes no session_index
+        new.title = compat.title(s.custom_title, s.ai_title, state.thread.titles, state.thread.saw_user)
+        return
     title = choose(s.custom_title, s.ai_title, state.thread.fallback_title, state.thread.saw_user)
     if title and title != new.title:
         store.append_session_index(home, new.thread_id, title)

@@ -127,7 +127,12 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
                executor_mode: str = "auto", stream: TextIO = sys.stderr) -> Summary:
     began = time.perf_counter()
     summary = Summary(by_kind={}, errors=[])
-    found, warnings = discover(cfg, env)
+    if cfg.codex_compatible:  # Codex's selection (per agent, its defaults for unset limits)
+        from daemon.codex.compat import discover as discover_like_codex
+
+        found, warnings = discover_like_codex(cfg, env)
+    else:
+        found, warnings = discover(cfg, env)
     summary.errors.extend(warnings)
     summary.sessions = len(found)
     problem = check_codex_home(paths.codex_home)
@@ -150,7 +155,7 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
         # stats() lists every row, so a session it does not know has none: no query per new session
         keys = [(f.ident.kind, f.ident.session_id) for f in todo]
         jobs = [Job(f.ident, ledger.get(*key) if key in known else None, paths.codex_home, paths.ledger,
-                    cfg.max_line_mb << 20) for f, key in zip(todo, keys)]
+                    cfg.max_line_mb << 20, codex_compatible=cfg.codex_compatible) for f, key in zip(todo, keys)]
         total = sum(f.version.size for f in todo)
         progress = Progress(stream, len(jobs), total)
         workers = max(1, min(effective_workers(cfg), len(jobs)))

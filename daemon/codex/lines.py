@@ -96,12 +96,38 @@ class SessionMeta(msgspec.Struct, omit_defaults=True, kw_only=True):
     git: GitInfo | None = None
 
 
+class ContextWindow(msgspec.Struct):
+    window_id: str
+
+
+class CodexSessionMeta(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """session_meta as Codex's own importer writes it (0.169.0 and 0.171.0 alike), for
+    `--codex-compatible`: its keys in its order (`account_scoped` first, `session_id` before `id`,
+    `git` last, only in a repository). Not written: `base_instructions` (the model's built-in prompt,
+    which we cannot know; our default-mode threads have never carried it either) and `memory_mode`
+    (written by Codex only when memories are off in its config)."""
+
+    account_scoped: bool
+    session_id: str
+    id: str
+    timestamp: str
+    cwd: str
+    originator: str
+    cli_version: str
+    source: str
+    model_provider: str
+    history_mode: str
+    multi_agent_version: str
+    context_window: ContextWindow
+    git: GitInfo | None = None
+
+
 class Line(msgspec.Struct):
     """The envelope of every rollout line."""
 
     timestamp: str
     type: str
-    payload: _Payload | SessionMeta
+    payload: _Payload | SessionMeta | CodexSessionMeta
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -134,7 +160,7 @@ class Stamper:
         return f"{self._date}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}.{milli:03d}Z".encode()
 
 
-def encode(timestamp_ms: int, kind: str, payload: _Payload | SessionMeta) -> bytes:
+def encode(timestamp_ms: int, kind: str, payload: _Payload | SessionMeta | CodexSessionMeta) -> bytes:
     """One rollout line, newline included."""
     return encode_json(Line(iso_ms(timestamp_ms), kind, payload)) + b"\n"
 
