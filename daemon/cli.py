@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("doctor", help="check the setup, one line per check, with the fix")
     _common(p)
+    p = sub.add_parser("ledger", help="repair the ledger (`ledger rebuild`: re-derive it from the Codex home)")
+    actions = p.add_subparsers(dest="ledger_action", required=True, metavar="ACTION")
+    p = actions.add_parser("rebuild", help="move a corrupt or lost ledger aside and rebuild it from the threads "
+                           "in the Codex home, so the next import neither re-imports nor duplicates them")
+    _common(p)
+    p.add_argument("--json", action="store_true")
     sub.add_parser("logs", help="query the structured log (see `session-syncd logs --help`)", add_help=False)
     sub.add_parser("service", help="install/uninstall/status/restart the background service", add_help=False)
     return parser
@@ -207,6 +213,43 @@ def cmd_doctor(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return doctor_main(cfg, paths, env, config_path=args.config)
 
 
+def cmd_ledger(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """`ledger rebuild`, under the daemon's lock: nothing else writes the ledger meanwhile."""
+    from daemon import pidlock
+    from daemon.ledger import LedgerError
+    from daemon.rebuild import rebuild, summary_line
+
+    cfg, paths = load_config(args, env)
+    try:
+        lock = pidlock.acquire(paths.state_dir, env, role="rebuild")
+    except pidlock.AlreadyRunning as exc:
+        print(f"session-syncd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"session-syncd: cannot use the state dir {paths.state_dir}: {exc.strerror}; "
+              "fix its permissions or point XDG_STATE_HOME / --state-dir elsewhere", file=sys.stderr)
+        return EXIT_FAILED
+    with lock:
+        try:
+            summary = rebuild(cfg, paths, env)
+        except LedgerError as exc:
+            print(f"session-syncd: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        except OSError as exc:
+            print(f"session-syncd: cannot rebuild the ledger {paths.ledger}: {exc.strerror} "
+                  f"({exc.filename}); fix the state dir's permissions or free space in it", file=sys.stderr)
+            return EXIT_FAILED
+    if args.json:
+        import msgspec
+
+        sys.stdout.write(msgspec.json.encode(summary).decode() + "\n")
+    else:
+        for message in summary.errors:
+            print(f"session-syncd: {message}", file=sys.stderr)
+        print(summary_line(summary))
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     env = dict(os.environ if env is None else env)
@@ -227,7 +270,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
         return service_main(argv[1:], env)
     args = build_parser().parse_args(argv)
-    handler = {"import": cmd_import, "run": cmd_run, "status": cmd_status, "doctor": cmd_doctor}[args.command]
+    handler = {"import": cmd_import, "run": cmd_run, "status": cmd_status, "doctor": cmd_doctor,
+               "ledger": cmd_ledger}[args.command]
     try:
         return handler(args, env)
     except ConfigError as exc:

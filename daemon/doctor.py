@@ -195,11 +195,12 @@ def check_codex(env: Mapping[str, str]) -> Check:
 
 
 def check_ledger(ledger: Path) -> Check:
-    """Opened read-write without creating or migrating: `PRAGMA integrity_check` and the schema version."""
+    """Opened read-write without creating or migrating: `PRAGMA integrity_check` and the schema version. A
+    corrupt ledger's fix is `ledger rebuild` (daemon/rebuild.py), which loses no thread."""
     from daemon.ledger import SCHEMA_VERSION
 
-    aside = (f"stop the daemon, move {ledger} and its -wal/-shm files aside (e.g. mv {ledger} {ledger}.broken) and "
-             "run `session-syncd import`: threads already in Codex are re-adopted, not duplicated")
+    aside = (f"stop the daemon and run `session-syncd ledger rebuild`: it moves {ledger} and its -wal/-shm files "
+             "aside and rebuilds the ledger from the threads in the Codex home, so none is imported twice")
     if not ledger.exists():
         return ok("ledger", f"none yet at {ledger} (created by the first import)")
     try:

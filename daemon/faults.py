@@ -3,8 +3,9 @@
 Off unless `SESSION_SYNCD_FAULT` is set in the environment, so production runs pay one dict lookup
 per point. The value is `POINT:ACTION[:MATCH]`: at the point named POINT (e.g. `fold`, `before_rename`,
 `before_commit`), when MATCH is empty or a substring of the session's path, ACTION happens:
-`kill` (SIGKILL this process, as a power cut or the OOM killer would) or `raise` (an unexpected
-exception, as a bug triggered by one session's content would). With `SESSION_SYNCD_FAULT_ONCE=FILE`
+`kill` (SIGKILL this process, as a power cut or the OOM killer would), `raise` (an unexpected
+exception, as a bug triggered by one session's content would) or `stop` (SIGSTOP this process, so a
+test can change the world at that moment — delete or truncate the source just read — then SIGCONT it). With `SESSION_SYNCD_FAULT_ONCE=FILE`
 the fault fires only for whoever creates FILE first (O_EXCL), so a test can kill exactly one worker.
 
 Owns nothing else; the points themselves sit where the work is (engine, store).
@@ -41,3 +42,5 @@ def point(name: str, path: object = "") -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     elif action == "raise":
         raise InjectedFault(f"fault injected at {name}")
+    elif action == "stop":
+        os.kill(os.getpid(), signal.SIGSTOP)
