@@ -398,10 +398,11 @@ def test_corrupt_ledger_is_explained_and_rebuilt_without_duplicates(tree: FaultT
     grown.grow("unseen")
     tree.ledger_path.write_bytes(b"\x00garbage, not a database\xff" * 200)
 
-    proc = run(tree, "import")
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
-    (line,) = proc.stderr.strip().splitlines()
-    assert str(tree.ledger_path) in line and ("rebuild" in line or "aside" in line), line
+    for command in ("import", "run"):  # the daemon too: one line and exit 1, not a traceback or a hang
+        proc = run(tree, command, timeout=60)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        (line,) = [l for l in proc.stderr.strip().splitlines() if str(tree.ledger_path) in l]
+        assert "rebuild" in line or "aside" in line, line
     doctor = run(tree, "doctor")
     (line,) = [l for l in doctor.stdout.splitlines() if l.split()[1:2] == ["ledger"]]
     assert line.startswith(f"FAIL  ledger      {tree.ledger_path} is corrupt") and "`session-syncd ledger rebuild`" in line
@@ -467,3 +468,28 @@ def test_rebuild_finds_a_later_generation_whose_first_is_gone(tree: FaultTree) -
     assert tree.rollouts() == [second]
     assert ledger_rows(tree)[0]["generation"] == 1
     agree(tree, [a])
+
+
+def test_rebuild_keeps_a_session_without_timestamps_on_its_thread(tree: FaultTree) -> None:
+    """Cursor records carry no time: the start (thread id, rollout path) came from the file's mtime at
+    the first import, which has moved since. The rebuild recovers it from the thread id."""
+    (tree.root / "repo").mkdir()
+    src = tree.home / ".cursor" / "projects" / "repo" / "agent-transcripts" / "c1" / "c1.jsonl"
+    src.parent.mkdir(parents=True)
+    rec = {"role": "user", "cwd": str(tree.root / "repo"),
+           "message": {"content": [{"type": "text", "text": "<user_query>hi</user_query>"}]}}
+    src.write_text(json.dumps(rec) + "\n")
+    os.utime(src, (1_700_000_000, 1_700_000_000))
+    assert imp(tree)["imported"] == 1
+    (rollout,) = tree.rollouts()
+    tree.ledger_path.write_bytes(b"garbage" * 1000)
+    summary = json.loads(run(tree, "ledger", "rebuild", "--json").stdout)
+    assert (summary["current"], summary["behind"]) == (1, 0), summary
+    meta = json.loads(rollout.read_bytes().split(b"\n", 1)[0])
+    again = {**rec, "message": {"content": [{"type": "text", "text": "<user_query>again</user_query>"}]}}
+    src.write_text(json.dumps(again) + "\n" + json.dumps(rec) + "\n")  # a rewrite: the start is used again
+    os.utime(src, (1_800_000_000, 1_800_000_000))
+    assert imp(tree)["by_kind"] == {"rewritten": 1}
+    assert tree.rollouts() == [rollout]
+    assert user_texts(rollout) == ["again", "hi"]
+    assert json.loads(rollout.read_bytes().split(b"\n", 1)[0])["timestamp"] == meta["timestamp"]
