@@ -65,6 +65,37 @@ class Shared:
     dirty: trio.Event = field(default_factory=trio.Event)  # set when anything above changed
 
 
+class Backlog:
+    """Sessions a reconcile found out of date, waiting for a worker, in the order found (biggest first).
+
+    Why a list and not the workers' channel: a reconcile must finish (and, at startup, tell systemd
+    READY) as soon as it has *queued* the work; sending each session into a channel sized for the
+    workers would wait for the workers to take nearly all of it, and a large first backlog would
+    outlast the service manager's start timeout. A session queued twice keeps its first place.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, Identity] = {}
+        self._added = trio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, idents: list[Identity]) -> None:
+        for ident in idents:
+            self._items.setdefault(str(ident.path), ident)
+        self._added.set()
+
+    async def feed(self, due: trio.MemorySendChannel[Identity]) -> None:
+        """Hand the sessions to the workers one by one, as they take them; runs until cancelled."""
+        while True:
+            while self._items:
+                key = next(iter(self._items))
+                await due.send(self._items.pop(key))
+            self._added = trio.Event()
+            await self._added.wait()
+
+
 class Daemon:
     """One config generation's worth of state; rebuilt on SIGHUP."""
 
@@ -83,6 +114,7 @@ class Daemon:
         self.scope = trio.CancelScope()  # cancelled by begin_shutdown, even before run() enters it
         self.shields: set[trio.CancelScope] = set()
         self.shutdown_deadline = math.inf
+        self.backlog = Backlog()  # fed to the workers by Backlog.feed (started in run)
 
     # -- ledger access (off the trio thread, one at a time) --------------------------------------
 
@@ -199,7 +231,8 @@ class Daemon:
             pass  # queue full or shutting down: the next rescan picks it up
 
     async def reconcile(self, due: trio.MemorySendChannel[Identity], reason: str) -> None:
-        """Compare every discovered session with the ledger by stat and queue the ones that differ."""
+        """Compare every discovered session with the ledger by stat and queue the ones that differ (on
+        the backlog: this returns once they are queued, not synced; `due` is where the backlog goes)."""
         began = time.perf_counter()
         self.log.info("rescan.started", reason=reason)
         found, problems = await trio.to_thread.run_sync(discover, self.cfg, self.env)
@@ -209,8 +242,7 @@ class Daemon:
         total = sum(f.version.size for f in todo)
         if self.pool is None and total >= PROCESS_POOL_MIN_BYTES and self.workers > 1:
             self.pool = make_executor(self.workers, "process", total)  # a big backlog: use both cores
-        for f in todo:
-            await due.send(f.ident)
+        self.backlog.add([f.ident for f in todo])
         self.shared.last_rescan_at = time.time()
         self.changed()
         self.log.info("rescan.done", sessions=len(found), queued=len(todo), bytes=total, reason=reason,
@@ -277,11 +309,12 @@ class Daemon:
         while True:
             await c.dirty.wait()
             c.dirty = trio.Event()
-            text = f"{c.synced} synced, {c.in_flight} in flight, {len(c.deferred)} deferred, {len(c.failing)} failing"
+            queued = len(self.backlog) + due.statistics().current_buffer_used
+            text = (f"{c.synced} synced, {queued} queued, {c.in_flight} in flight, {len(c.deferred)} deferred, "
+                    f"{len(c.failing)} failing")
             self.notifier.status(text)
             live = pidlock.LiveStatus(
-                pid=os.getpid(), updated_at=time.time(), in_flight=c.in_flight,
-                queued=due.statistics().current_buffer_used,
+                pid=os.getpid(), updated_at=time.time(), in_flight=c.in_flight, queued=queued,
                 deferred=[pidlock.Deferred(path=p, reason=r) for p, r in c.deferred.items()],
                 last_rescan_at=c.last_rescan_at or None)
             await trio.to_thread.run_sync(self._publish, live)
@@ -292,12 +325,15 @@ class Daemon:
         pidlock.write_live(self.paths.state_dir, live)
 
     async def serve_generation(self) -> None:
-        """Run until begin_shutdown; tell the service manager once the first reconcile is done."""
+        """Run until begin_shutdown; tell the service manager once the first reconcile has queued the
+        backlog (not synced it: a large first backlog must not outlast the start timeout)."""
         with self.scope:
             async with trio.open_nursery() as n:
                 await n.start(self.run)
-                self.notifier.ready()
-                self.log.info("daemon.ready", watching=[str(r.path) for r in self.roots], workers=self.workers)
+                queued = len(self.backlog)
+                self.notifier.ready(status=f"ready: {self.shared.synced} synced, {queued} queued")
+                self.log.info("daemon.ready", watching=[str(r.path) for r in self.roots], workers=self.workers,
+                              queued=queued)
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         cap = max(64, self.workers * 4)
@@ -312,6 +348,7 @@ class Daemon:
                                     ev_send)
                 for _ in range(self.workers):
                     nursery.start_soon(self.worker, due_recv.clone(), path_send.clone(), nursery)
+                nursery.start_soon(self.backlog.feed, due_send)
                 await self.reconcile(due_send, "startup")
                 task_status.started()
                 nursery.start_soon(self.route, ev_recv, path_send, rescan_send)

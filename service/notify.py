@@ -83,8 +83,11 @@ class Notifier:
                             socket=repr(self.address), error=str(exc))
             return False
 
-    def ready(self) -> bool:
-        return self.notify(READY="1")
+    def ready(self, status: str | None = None) -> bool:
+        """READY=1, with a STATUS line in the same datagram when given (what `systemctl status` shows)."""
+        if status is None:
+            return self.notify(READY="1")
+        return self.notify(READY="1", STATUS=" ".join(status.splitlines()))
 
     def reloading(self) -> bool:
         """Type=notify-reload (systemd ≥ 253) needs MONOTONIC_USEC to pair this with the later READY=1."""
