@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "its titles, the 50 newest sessions of 30 days unless --max-age/--max-sessions say otherwise)")
     p.add_argument("--max-inflight", "--workers", dest="workers", type=int, metavar="N",
                    help="sessions processed at once (default: cores, at least 2)")
+    p.add_argument("--restore", action="append", metavar="SESSION_ID|all",
+                   help="import again a session whose thread you deleted in Codex (or all such sessions)")
     p.add_argument("--executor", choices=("auto", "process", "thread"), default="auto", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print a machine-readable summary instead of the summary line")
     p = sub.add_parser("run", help="run the daemon in the foreground: watch and keep every session in sync")
@@ -142,6 +144,18 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Confi
     return cfg, resolve_paths(cfg, env)
 
 
+def _restore(paths, wanted: list[str]) -> None:
+    """Lift the tombstones of sessions whose threads were deleted in Codex (`--restore ID|all`)."""
+    from daemon.ledger import Ledger
+
+    ledger = Ledger(paths.ledger)
+    try:
+        n = sum(ledger.restore(session_id=None if w == "all" else w) for w in dict.fromkeys(wanted))
+    finally:
+        ledger.close()
+    print(f"session-syncd: restored {n} session(s) whose thread was deleted in Codex", file=sys.stderr)
+
+
 def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import functools
 
@@ -168,6 +182,8 @@ def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     logger = functools.cache(lambda: FileLog(paths.log_dir, cfg.log_level))
     with lock:
         try:
+            if args.restore:
+                _restore(paths, args.restore)
             summary = run_import(cfg, paths, env, logger, executor_mode=args.executor)
         except LedgerError as exc:
             print(f"session-syncd: {exc}", file=sys.stderr)

@@ -52,7 +52,7 @@ ORIGINATOR = "session_syncd"
 CLI_VERSION = "0.169.0"  # the Codex version whose rollout format we write
 
 Kind = Literal["imported", "appended", "rewritten", "conflict", "unchanged", "touched", "pending",
-               "skipped", "deferred", "failed"]
+               "skipped", "tombstoned", "deferred", "failed"]
 
 
 class Outcome(msgspec.Struct, kw_only=True):
@@ -198,6 +198,9 @@ class _Read:
 
 
 def _sync(job: Job, out: Outcome) -> None:
+    if job.row is not None and job.row.tombstoned_at is not None:
+        out.kind = "unchanged"  # its thread was deleted in Codex: left alone until --restore
+        return
     source = SOURCES[job.ident.kind]
     read = _read_snapshot(job, out) if source.shape == "snapshot" else _read_log(job, out)
     if read is not None:
@@ -347,7 +350,13 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
     ident, row, home = job.ident, job.row, job.codex_home
     if new.rollout_path is not None:
         assert row is not None and row.rollout_body_end is not None
-        rollout = Path(new.rollout_path)
+        rollout = store.locate_rollout(home, Path(new.rollout_path))
+        if rollout is None:  # the user deleted the thread in Codex: tombstone, never bring it back unasked
+            out.kind, new.tombstoned_at = "tombstoned", time.time()
+            out.message = (f"{ident.path}: its thread {row.thread_id} was deleted in Codex; not imported again "
+                           f"(`session-syncd import --restore {ident.session_id}` brings it back)")
+            return
+        new.rollout_path = str(rollout)  # archived (or unarchived) in Codex: follow it, keep appending there
         with store.writer_lock(home, row.thread_id):  # Codex has the thread open → Busy → deferred
             owner, carried = _owner(rollout, row)
             if owner in ("ours", "interrupted"):
@@ -384,7 +393,10 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
         out.kind = "conflict"
         out.message = f"{ident.path}: {reason} ({row.thread_id}); wrote the new version as thread {thread}"
     else:
-        new.thread_id = ids.thread_id(ident.kind, ident.session_id, str(ident.path), 0, state.source.start_ms)
+        if mode == "append":  # a restored session (its old thread was deleted): the whole session again
+            parts, state = refold(new)
+        new.thread_id = ids.thread_id(ident.kind, ident.session_id, str(ident.path), new.generation,
+                                      state.source.start_ms)
         out.kind = "imported"
     while True:
         rollout = home / ids.rollout_relpath(new.thread_id, state.source.start_ms)
@@ -540,6 +552,7 @@ _EVENTS: dict[str, tuple[str, str]] = {  # outcome kind → (log level, event na
     "unchanged": ("debug", "session.unchanged"),
     "pending": ("debug", "session.skipped"),  # reason: no user message yet
     "skipped": ("warning", "session.skipped"),
+    "tombstoned": ("info", "session.skipped"),  # reason: its thread was deleted in Codex
     "deferred": ("info", "session.deferred"),
     "failed": ("error", "source.error"),
 }

@@ -183,13 +183,13 @@ def _count(summary: Summary, out: Outcome) -> None:
         summary.imported += 1
     elif out.kind in ("unchanged", "touched", "pending"):
         summary.unchanged += 1
-    elif out.kind == "skipped":
+    elif out.kind in ("skipped", "tombstoned"):
         summary.skipped += 1
     elif out.kind == "deferred":
         summary.deferred += 1
     else:
         summary.failed += 1
-    if out.kind in ("skipped", "failed", "conflict") and out.message:
+    if out.kind in ("skipped", "tombstoned", "failed", "conflict") and out.message:
         summary.errors.append(out.message)
 
 

@@ -21,7 +21,7 @@ import msgspec
 from daemon.fold import FoldState, state_decoder
 from daemon.private import make_dirs
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE sessions (
@@ -117,6 +117,11 @@ _MIGRATIONS: dict[int, str] = {
     DROP TABLE failures;
     ALTER TABLE failures_v2 RENAME TO failures
     """,
+    # 3: a session whose thread the user deleted in Codex is tombstoned: not imported again until
+    # `session-syncd import --restore`.
+    3: """
+    ALTER TABLE sessions ADD COLUMN tombstoned_at REAL
+    """,
 }
 
 
@@ -150,6 +155,7 @@ class Row(msgspec.Struct, kw_only=True):
     synced_at: float = 0.0
     last_error: str | None = None
     error_count: int = 0
+    tombstoned_at: float | None = None  # the user deleted its thread in Codex: leave it alone
 
 
 class Superseded(msgspec.Struct, kw_only=True):
@@ -251,7 +257,7 @@ class Ledger:
     def overview(self) -> Iterator[dict[str, object]]:
         """Every row without its fold state (cheap for `status` on a large ledger)."""
         cols = ("source", "path", "size", "mtime_ns", "inode", "synced_at", "updated_at", "last_error",
-                "error_count")
+                "error_count", "rollout_path", "tombstoned_at")
         for values in self._db.execute(f"SELECT {', '.join(cols)} FROM sessions ORDER BY source, path"):
             yield dict(zip(cols, values))
 
@@ -286,6 +292,24 @@ class Ledger:
                 f"INSERT OR REPLACE INTO sessions ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))})",
                 values)
             self._db.execute("DELETE FROM failures WHERE source=? AND session_id=?", (row.source, row.session_id))
+
+    def restore(self, source: str | None = None, session_id: str | None = None) -> int:
+        """Lift tombstones (all, or one session's): the next sync imports the session again as the next
+        generation of its thread. Returns how many sessions were restored."""
+        where, args = "tombstoned_at IS NOT NULL", []
+        if session_id is not None:
+            where += " AND session_id=?"
+            args.append(session_id)
+        if source is not None:
+            where += " AND source=?"
+            args.append(source)
+        with self.transaction():
+            cur = self._db.execute(
+                "UPDATE sessions SET tombstoned_at=NULL, thread_id=NULL, rollout_path=NULL, rollout_size=NULL, "
+                "rollout_tail_hash=NULL, rollout_body_end=NULL, rollout_body_hash=NULL, pending_size=NULL, "
+                "pending_tail_hash=NULL, title=NULL, generation=generation+1, size=-1, consumed=0, "
+                f"prefix_hash=x'' WHERE {where}", args)
+            return cur.rowcount
 
     def reserve_start(self, source: str, session_id: str, proposed_ms: int) -> int:
         """The start time reserved for this session: `proposed_ms` the first time, the same value after."""

@@ -53,6 +53,8 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: float
     last_error: str | None = None
     error_count: int = 0
+    rollout_path: str | None = None
+    tombstoned_at: float | None = None  # its thread was deleted in Codex
 
 
 class Failure(msgspec.Struct, kw_only=True):
@@ -69,6 +71,8 @@ class SourceStatus(msgspec.Struct, kw_only=True):
     pending: int = 0
     failing: int = 0
     deferred: int = 0
+    archived: int = 0  # threads the user archived in Codex (still kept in sync, in archived_sessions/)
+    deleted: int = 0  # threads the user deleted in Codex (not imported again until `import --restore`)
     last_sync_at: float | None = None  # newest synced_at/updated_at among its ledger rows
     lag_s: float = 0.0  # now − mtime of the oldest pending session; 0 when nothing is pending
     last_error: str | None = None
@@ -126,6 +130,10 @@ def build(*, kinds: Iterable[str], seen: Iterable[Seen], entries: Iterable[Entry
     by_kind: dict[str, SourceStatus] = {k: SourceStatus(source=k, failures=[]) for k in kinds}
     for e in rows.values():
         s = by_kind.setdefault(e.source, SourceStatus(source=e.source, failures=[]))
+        if e.tombstoned_at is not None:
+            s.deleted += 1
+        elif e.rollout_path is not None and Path(e.rollout_path).parent.name == "archived_sessions":
+            s.archived += 1
         newest = max(e.synced_at, e.updated_at)
         if s.last_sync_at is None or newest > s.last_sync_at:
             s.last_sync_at = newest
@@ -209,6 +217,10 @@ def render(r: Report, failures_shown: int = 3) -> str:
         cells = [row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:6], widths[1:6])),
                  row[6].ljust(widths[6]), row[7]]
         lines.append("  ".join(cells).rstrip())
+    for s in r.sources:
+        if s.archived or s.deleted:
+            lines.append(f"{s.source}: {s.archived} archived in Codex (kept in sync), {s.deleted} deleted in Codex "
+                         "(left alone; `session-syncd import --restore ID|all` brings them back)")
     for s in r.sources:
         for f in s.failures[:failures_shown]:
             tries = f" ({f.count} attempts)" if f.count > 1 else ""

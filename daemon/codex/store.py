@@ -224,6 +224,22 @@ def append_after(path: Path, keep: int, data: bytes, restore: bytes) -> tuple[in
         os.close(fd)
 
 
+def locate_rollout(codex_home: Path, rollout: Path) -> Path | None:
+    """Where a thread's rollout is now: where we wrote it, in `archived_sessions/` (Codex moves a thread
+    there when the user archives it, same file name), or back in its date folder (unarchive restores the
+    original path); None when the user deleted it (nothing at all is left where we wrote it)."""
+    name = rollout.name
+    candidates = [rollout, codex_home / "archived_sessions" / name]
+    parts = name.split("-")  # rollout-YYYY-MM-DDTHH-MM-SS-<id>.jsonl
+    if len(parts) > 3 and name.startswith("rollout-"):
+        candidates.append(codex_home / "sessions" / parts[1] / parts[2] / parts[3][:2] / name)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    # Something that is not a file where the rollout was is an error to report, not a deletion.
+    return rollout if os.path.lexists(rollout) else None
+
+
 @contextmanager
 def writer_lock(codex_home: Path, thread_id: str) -> Iterator[None]:
     """Hold Codex's per-thread writer lock while we write, if Codex uses one for this thread.
