@@ -48,6 +48,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     log_level: str = "info"
     # A source line longer than this is skipped and counted instead of being held in memory whole.
     max_line_mb: int = 64
+    # Codex's importer skips a session whose cwd no longer exists; Codex itself lists, reads and resumes
+    # such a thread (a deleted worktree, a cwd under /tmp), so we import it unless this is set.
+    skip_missing_cwd: bool = False
 
     def __post_init__(self) -> None:
         checks = [

@@ -36,6 +36,7 @@ import msgspec
 
 from daemon import faults
 from daemon.codex import compat, ids, store
+from daemon.config import Config, Paths
 from daemon.codex.lines import GitInfo, SessionMeta, encode, is_codex_metadata, iso_ms
 from daemon.codex.render import closing
 from daemon.codex.title import choose
@@ -80,6 +81,14 @@ class Job:
     ledger_path: Path  # for the write intent before an existing rollout is changed
     max_line: int = MAX_LINE  # longer source lines are skipped and counted
     codex_compatible: bool = False  # write what Codex's own importer writes (daemon/codex/compat.py)
+    skip_missing_cwd: bool = False  # Codex's rule: no new thread for a session whose cwd is gone
+
+    @classmethod
+    def of(cls, ident: Identity, row: Row | None, cfg: Config, paths: Paths) -> Job:
+        """The job for one session under this config (import and the daemon build it the same way)."""
+        return cls(ident, row, paths.codex_home, paths.ledger, cfg.max_line_mb << 20,
+                   codex_compatible=cfg.codex_compatible,
+                   skip_missing_cwd=cfg.skip_missing_cwd or cfg.codex_compatible)
 
 
 class _Skip(Exception):
@@ -323,8 +332,9 @@ def _settle(job: Job, out: Outcome, read: _Read) -> None:
     cwd = state.source.cwd or SOURCES[ident.kind].fallback_cwd(ident)
     if not cwd:
         raise _Skip(f"{path}: no working directory recorded in the session; nothing to import yet")
-    if new.thread_id is None and not os.path.isdir(cwd):
-        raise _Skip(f"{path}: its working directory {cwd} no longer exists; recreate it to import", cwd)
+    if new.thread_id is None and job.skip_missing_cwd and not os.path.isdir(cwd):
+        raise _Skip(f"{path}: its working directory {cwd} no longer exists; recreate it to import "
+                    "(or set skip_missing_cwd = false)", cwd)
     if state.source.start_ms is None:
         known = row.fold_state.source.start_ms if row is not None else None
         state.source.start_ms = known or _reserve_start(job, ctx.mtime_ms)

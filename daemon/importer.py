@@ -154,8 +154,7 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
             from daemon.pool import make_executor
         # stats() lists every row, so a session it does not know has none: no query per new session
         keys = [(f.ident.kind, f.ident.session_id) for f in todo]
-        jobs = [Job(f.ident, ledger.get(*key) if key in known else None, paths.codex_home, paths.ledger,
-                    cfg.max_line_mb << 20, codex_compatible=cfg.codex_compatible) for f, key in zip(todo, keys)]
+        jobs = [Job.of(f.ident, ledger.get(*key) if key in known else None, cfg, paths) for f, key in zip(todo, keys)]
         total = sum(f.version.size for f in todo)
         progress = Progress(stream, len(jobs), total)
         workers = max(1, min(effective_workers(cfg), len(jobs)))

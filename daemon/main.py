@@ -136,7 +136,7 @@ class Daemon:
     async def sync_path(self, ident: Identity) -> Outcome:
         key = str(ident.path)
         row = await self._db(self.ledger.get, ident.kind, ident.session_id)
-        job = Job(ident, row, self.paths.codex_home, self.paths.ledger, self.cfg.max_line_mb << 20)
+        job = Job.of(ident, row, self.cfg, self.paths)
         self.shared.in_flight += 1
         try:
             pool = self.pool

@@ -3,6 +3,7 @@ already imported is lost or duplicated. Real files, real subprocesses, a real fu
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -12,6 +13,10 @@ from pathlib import Path
 import pytest
 
 from support import Tree, cli_command, ledger_rows, run_import
+
+
+def _run_import(tree: Tree, *args: str, config: Path, **kw):
+    return run_import(tree, "--config", str(config), *args, **kw)
 
 
 def claude_session(tree: Tree, cwd: Path, name: str, turns: int, pad: int = 0, malformed: int = 0) -> Path:
@@ -43,9 +48,24 @@ def test_malformed_lines_are_skipped_and_counted(tree: Tree) -> None:
     assert summary["returncode"] == 0
 
 
-def test_cwd_that_no_longer_exists_is_skipped_then_imported_when_back(tree: Tree) -> None:
+def test_cwd_that_no_longer_exists_is_imported_by_default(tree: Tree) -> None:
+    """Codex lists, reads and resumes a thread whose cwd is gone (tests/test_coexist_probe.py), so a
+    session in a deleted worktree is not lost: it is imported, without git metadata."""
     gone = tree.root / "repos" / "gone"
     claude_session(tree, gone, "s1", turns=2)
+    summary = run_import(tree)
+    assert (summary["imported"], summary["skipped"], summary["returncode"]) == (1, 0, 0), summary
+    (rollout,) = tree.rollouts()
+    meta = json.loads(rollout.read_text().splitlines()[0])["payload"]
+    assert meta["cwd"] == str(gone) and "git" not in meta
+
+
+def test_cwd_that_no_longer_exists_is_skipped_with_codexs_rule_then_imported_when_back(tree: Tree) -> None:
+    gone = tree.root / "repos" / "gone"
+    claude_session(tree, gone, "s1", turns=2)
+    config = tree.root / "skip.toml"
+    config.write_text("skip_missing_cwd = true\n")
+    run_import = functools.partial(_run_import, config=config)
     summary = run_import(tree)
     assert (summary["imported"], summary["skipped"], summary["returncode"]) == (0, 1, 0)
     assert any(str(gone) in e and "no longer exists" in e for e in summary["errors"]), summary["errors"]

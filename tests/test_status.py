@@ -68,11 +68,14 @@ def test_status_follows_import_append_and_failure(tmp_path: Path) -> None:
     assert 0 <= claude["lag_s"] < 120
     assert counts(report) == ledger_view(tree)
 
-    # A session whose working directory is gone cannot be imported: it is failing, with the engine's error.
+    # With Codex's rule (skip_missing_cwd), a session whose working directory is gone is not imported:
+    # it is failing, with the engine's error.
     broken = tree.home / ".claude" / "projects" / "-gone-project" / "0b5e7c1e-0000-4000-8000-000000000001.jsonl"
     broken.parent.mkdir()
     broken.write_bytes(claude_line(str(tmp_path / "gone"), broken.stem, "hello?"))
-    done = cli(tree, "import")
+    config = tmp_path / "skip.toml"
+    config.write_text("skip_missing_cwd = true\n")
+    done = cli(tree, "import", "--config", str(config))
     assert done.returncode == 0, done.stderr
     report = status_json(tree)
     claude = by_source(report)["claude"]
