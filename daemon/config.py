@@ -51,6 +51,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     # Codex's importer skips a session whose cwd no longer exists; Codex itself lists, reads and resumes
     # such a thread (a deleted worktree, a cwd under /tmp), so we import it unless this is set.
     skip_missing_cwd: bool = False
+    # Tell Codex's own importer which sessions we imported (its external_agent_session_imports.json), so
+    # that its "migrate sessions" offers none of them.
+    codex_ledger_mirror: bool = True
 
     def __post_init__(self) -> None:
         checks = [

@@ -22,6 +22,7 @@ a worker process. It never raises for bad input: every outcome, failures include
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import stat
@@ -52,7 +53,7 @@ WINDOW = 64 << 10  # bytes at each end of the folded prefix that prefix_fingerpr
 ORIGINATOR = "session_syncd"
 CLI_VERSION = "0.169.0"  # the Codex version whose rollout format we write
 
-Kind = Literal["imported", "appended", "rewritten", "conflict", "unchanged", "touched", "pending",
+Kind = Literal["imported", "adopted", "appended", "rewritten", "conflict", "unchanged", "touched", "pending",
                "skipped", "tombstoned", "deferred", "failed"]
 
 
@@ -82,13 +83,16 @@ class Job:
     max_line: int = MAX_LINE  # longer source lines are skipped and counted
     codex_compatible: bool = False  # write what Codex's own importer writes (daemon/codex/compat.py)
     skip_missing_cwd: bool = False  # Codex's rule: no new thread for a session whose cwd is gone
+    codex_import: tuple[str, str] | None = None  # (thread id, sha256): Codex's own import of this session
 
     @classmethod
-    def of(cls, ident: Identity, row: Row | None, cfg: Config, paths: Paths) -> Job:
+    def of(cls, ident: Identity, row: Row | None, cfg: Config, paths: Paths,
+           codex_import: tuple[str, str] | None = None) -> Job:
         """The job for one session under this config (import and the daemon build it the same way)."""
         return cls(ident, row, paths.codex_home, paths.ledger, cfg.max_line_mb << 20,
                    codex_compatible=cfg.codex_compatible,
-                   skip_missing_cwd=cfg.skip_missing_cwd or cfg.codex_compatible)
+                   skip_missing_cwd=cfg.skip_missing_cwd or cfg.codex_compatible,
+                   codex_import=codex_import if row is None else None)
 
 
 class _Skip(Exception):
@@ -211,9 +215,75 @@ def _sync(job: Job, out: Outcome) -> None:
         out.kind = "unchanged"  # its thread was deleted in Codex: left alone until --restore
         return
     source = SOURCES[job.ident.kind]
+    if job.row is None and job.codex_import is not None and source.shape == "log":
+        adopted = _adopt(job)
+        if adopted is not None:  # from now on Codex's thread is this session's thread
+            job = dataclasses.replace(job, row=adopted, codex_import=None)
+            out.kind, out.row = "adopted", adopted
+            out.message = f"{job.ident.path}: imported by Codex as thread {adopted.thread_id}; kept in sync there"
     read = _read_snapshot(job, out) if source.shape == "snapshot" else _read_log(job, out)
     if read is not None:
-        _settle(job, out, read)
+        _settle(job, out, read)  # an adopted session: "touched" (nothing new since Codex's import) or appended
+
+
+def _find_rollout(codex_home: Path, thread_id: str) -> Path | None:
+    """Codex's rollout of a thread it created (its name ends with the thread id), wherever it is now."""
+    for pattern in (f"sessions/*/*/*/rollout-*-{thread_id}.jsonl", f"archived_sessions/rollout-*-{thread_id}.jsonl"):
+        for found in codex_home.glob(pattern):
+            if found.is_file():
+                return found
+    return None
+
+
+def _adopt(job: Job) -> Row | None:
+    """Link a session Codex's own importer already imported to Codex's thread, instead of a second thread.
+
+    Codex's record has the sha256 of the bytes it imported: the line-boundary prefix of the source with
+    that hash is where its import ends. We fold that prefix (our rendering of it equals Codex's, line for
+    line but for time stamps) and describe Codex's rollout as if we had written it, so the engine appends
+    the turns after the prefix to that thread, with the usual rules (writer lock, conflict detection).
+    No prefix matches (the source was rewritten since): the row describes only the thread, so the engine
+    rewrites it, or writes a conflict copy if the user continued it in Codex — never a silent second
+    thread. None: Codex's thread is gone (import as usual)."""
+    from daemon.codex import mirror
+
+    assert job.codex_import is not None
+    thread_id, sha256 = job.codex_import
+    ident = job.ident
+    rollout = _find_rollout(job.codex_home, thread_id)
+    current = store.current_state(rollout) if rollout is not None else None
+    if rollout is None or current is None:
+        return None
+    existing = store.read_range(rollout, 0, current[0])
+    marker = existing.rfind(_MARKER_LINE)
+    body_end = existing.rfind(b"\n", 0, marker) + 1 if marker >= 0 else -1
+    ours_like = marker >= 0 and _earlier_copy_of_ours(rollout) is not None
+    end = mirror.imported_prefix(ident.path, sha256)
+    state, consumed, content_hash = new_fold_state(ident.kind), 0, b""
+    if end is not None:
+        fd = os.open(ident.path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            st = os.fstat(fd)
+            hasher = blake3.blake3()
+            _, state = _fold_file(fd, end, state, ident.kind, ParseContext(mtime_ms=st.st_mtime_ns // 1_000_000),
+                                  hasher, 0, job.max_line)
+            consumed, content_hash = state.offset, hasher.digest()
+            prefix_hash = prefix_fingerprint(fd, consumed)
+        finally:
+            os.close(fd)
+    else:
+        prefix_hash = b""
+    # Continued in Codex (native turns after its import): nothing of it is described as ours, so the
+    # engine's owner check says "theirs" and the new version goes to a conflict copy.
+    size_seen, tail_seen = current if ours_like else (-1, b"")
+    body_end = max(body_end, 0)
+    body_hash = store.tail_hash_at(rollout, body_end) if ours_like else None
+    now = time.time()
+    return Row(source=ident.kind, path=str(ident.path), session_id=ident.session_id, size=end or 0, mtime_ns=0,
+               inode=0, content_hash=content_hash, consumed=consumed, prefix_hash=prefix_hash, fold_state=state,
+               thread_id=thread_id, rollout_path=str(rollout), rollout_size=size_seen, rollout_tail_hash=tail_seen,
+               rollout_body_end=body_end, rollout_body_hash=body_hash, first_imported_at=now, updated_at=now,
+               synced_at=now)
 
 
 def _read_log(job: Job, out: Outcome) -> _Read | None:
@@ -551,46 +621,3 @@ def _name(home: Path, new: Row, state: FoldState, codex_compatible: bool = False
     if title and title != new.title:
         store.append_session_index(home, new.thread_id, title)
         new.title = title
-
-
-_EVENTS: dict[str, tuple[str, str]] = {  # outcome kind → (log level, event name)
-    "imported": ("info", "session.imported"),
-    "appended": ("info", "session.appended"),
-    "rewritten": ("info", "session.rewritten"),
-    "conflict": ("warning", "session.conflict"),
-    "touched": ("debug", "session.unchanged"),
-    "unchanged": ("debug", "session.unchanged"),
-    "pending": ("debug", "session.skipped"),  # reason: no user message yet
-    "skipped": ("warning", "session.skipped"),
-    "tombstoned": ("info", "session.skipped"),  # reason: its thread was deleted in Codex
-    "deferred": ("info", "session.deferred"),
-    "failed": ("error", "source.error"),
-}
-
-
-def record(ledger: Ledger, out: Outcome, log: object) -> None:
-    """Parent side of a sync: commit what the worker made durable (one transaction), then log it."""
-    if out.kind == "skipped":
-        ledger.record_failure(out.source, out.session_id, out.path, out.message or out.kind, out.stat, out.waiting_for)
-    elif out.kind == "failed":
-        ledger.record_failure(out.source, out.session_id, out.path, out.message or out.kind,
-                              out.stat if out.settled else None)
-    elif out.row is not None:
-        ledger.commit(out.row, out.superseded)
-    level, event = _EVENTS[out.kind]
-    row = out.row
-    fields = {"source": out.source, "session": out.session_id, "path": out.path,
-              "duration_ms": round(out.duration_ms, 1)}
-    if row is not None and row.thread_id:
-        fields["thread_id"] = row.thread_id
-    if out.bytes_read:
-        fields["bytes"] = out.bytes_read
-    if out.new_turns:
-        fields["turns"] = out.new_turns
-    if out.malformed:
-        fields["malformed_lines"] = out.malformed
-    if out.message:
-        fields["error" if out.kind == "failed" else "reason"] = out.message
-    if out.superseded is not None:
-        fields["previous_thread_id"] = out.superseded.thread_id
-    getattr(log, level)(event, **fields)

@@ -27,6 +27,10 @@ if TYPE_CHECKING:  # imported where used: an import with nothing to sync needs n
     from daemon.engine import Job, Outcome
 
 
+#: How often a running import tells Codex's import ledger what it committed (each write rewrites that file).
+MIRROR_INTERVAL_S = 5.0
+
+
 class Summary(msgspec.Struct, kw_only=True):
     imported: int = 0  # new threads, appended and rewritten threads, conflict copies
     unchanged: int = 0
@@ -150,28 +154,65 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
         summary.skipped += len(sorted_out.skipped)
         summary.errors.extend(sorted_out.skipped)
         if todo:  # the engine and the pool only when there is something to sync (start-up time)
-            from daemon.engine import Job, record
+            from daemon.engine import Job
+            from daemon.record import record
             from daemon.pool import make_executor
         # stats() lists every row, so a session it does not know has none: no query per new session
         keys = [(f.ident.kind, f.ident.session_id) for f in todo]
-        jobs = [Job.of(f.ident, ledger.get(*key) if key in known else None, cfg, paths) for f, key in zip(todo, keys)]
+        imported_by_codex = _codex_imports(paths, [f for f, key in zip(todo, keys) if key not in known], summary)
+        jobs = [Job.of(f.ident, ledger.get(*key) if key in known else None, cfg, paths,
+                       imported_by_codex.get(str(f.ident.path))) for f, key in zip(todo, keys)]
         total = sum(f.version.size for f in todo)
         progress = Progress(stream, len(jobs), total)
         workers = max(1, min(effective_workers(cfg), len(jobs)))
         if jobs:
+            mirror = None
+            if cfg.codex_ledger_mirror:
+                from daemon.codex.mirror import MirrorQueue
+
+                mirror = MirrorQueue(paths.codex_home, interval_s=MIRROR_INTERVAL_S)
+                summary.errors.extend(mirror.queue_missing(ledger.threads()))
             for out in _run_jobs(lambda: make_executor(workers, executor_mode, total), jobs, window=workers * 2):
                 try:
-                    record(ledger, out, log())
+                    record(ledger, out, log(), mirror)
                 except sqlite3.Error as exc:  # the thread is durable; the next run adopts it
                     out.kind, out.message = "failed", f"{out.path}: cannot record in the ledger " \
                         f"{paths.ledger} ({exc}); free space in the state dir and run import again"
                 _count(summary, out)
                 progress.advance(out.bytes_read)
+                if mirror is not None and mirror.due():
+                    summary.errors.extend(mirror.write(mirror.take()))
+            if mirror is not None:
+                summary.errors.extend(mirror.write(mirror.take()))
         progress.close()
     finally:
         ledger.close()
     summary.duration_s = time.perf_counter() - began
     return summary
+
+
+def _codex_imports(paths: Paths, new: list, summary: Summary) -> dict[str, tuple[str, str]]:
+    """For sessions new to us that Codex's own importer already imported: path → (its thread, its sha256),
+    so the engine adopts Codex's thread instead of making a second one."""
+    from daemon.codex.mirror import CODEX_KINDS
+
+    candidates = [f for f in new if f.ident.kind in CODEX_KINDS]
+    if not candidates:
+        return {}
+    from daemon.codex import codex_ledger
+    from daemon.codex.mirror import codex_imports
+
+    try:
+        known = codex_imports(paths.codex_home)
+    except codex_ledger.CodexLedgerError as exc:
+        summary.errors.append(str(exc))
+        return {}
+    out = {}
+    for f in candidates:
+        found = known.get(codex_ledger.canonical(f.ident.path))
+        if found is not None:
+            out[str(f.ident.path)] = found
+    return out
 
 
 def _count(summary: Summary, out: Outcome) -> None:
@@ -180,7 +221,7 @@ def _count(summary: Summary, out: Outcome) -> None:
     summary.malformed_lines += out.malformed
     if out.kind in ("imported", "appended", "rewritten", "conflict"):
         summary.imported += 1
-    elif out.kind in ("unchanged", "touched", "pending"):
+    elif out.kind in ("unchanged", "touched", "pending", "adopted"):
         summary.unchanged += 1
     elif out.kind in ("skipped", "tombstoned"):
         summary.skipped += 1

@@ -199,8 +199,8 @@ class Ledger:
                               "or the disk is full: try again, or free space in the state dir") from None
         except sqlite3.DatabaseError as exc:
             raise LedgerError(
-                f"ledger {path} is unusable ({exc}); stop the daemon and move it aside (with its -wal/-shm "
-                "files) to start a fresh ledger; sessions are then imported again onto their own threads") from None
+                f"ledger {path} is unusable ({exc}); stop the daemon and run `session-syncd ledger rebuild` (it "
+                "moves the file aside and rebuilds it from the Codex home, onto the same threads)") from None
         except OSError as exc:
             raise LedgerError(f"cannot create the ledger at {path}: {exc.strerror}; check the state dir") from None
         for own in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
@@ -260,6 +260,11 @@ class Ledger:
                 "error_count", "rollout_path", "tombstoned_at")
         for values in self._db.execute(f"SELECT {', '.join(cols)} FROM sessions ORDER BY source, path"):
             yield dict(zip(cols, values))
+
+    def threads(self) -> list[tuple[str, str, str, str | None]]:
+        """(source, path, thread id, title) of every session with a live thread (for the mirror)."""
+        return self._db.execute("SELECT source, path, thread_id, title FROM sessions WHERE thread_id IS NOT NULL "
+                                "AND tombstoned_at IS NULL").fetchall()
 
     def stats(self) -> dict[tuple[str, str], tuple[tuple[int, int, int], str]]:
         """(source, session_id) → ((size, mtime_ns, inode), path): all the fast path needs, without fold states."""

@@ -48,6 +48,7 @@ CONSOLE_MODES: tuple[ConsoleMode, ...] = ("tty", "journald", "plain", "none")
 
 EVENTS: Mapping[str, str] = MappingProxyType({
     "session.imported": "a source session was imported as a new Codex thread",
+    "session.adopted": "a session Codex's own importer had imported was linked to Codex's thread (no second one)",
     "session.appended": "new turns of an already imported session were appended to its thread",
     "session.rewritten": "a session changed other than by appending, so its thread was rebuilt",
     "session.unchanged": "(debug) a session was checked and had nothing new",

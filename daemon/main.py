@@ -39,7 +39,9 @@ from daemon import pidlock
 from daemon.config import Config, ConfigError, Paths, effective_workers, load, resolve_paths
 from daemon.debounce import debounce
 from daemon.discover import Root, discover, roots, triage
-from daemon.engine import Job, Outcome, record, sync_session
+from daemon.engine import Job, Outcome, sync_session
+from daemon.codex.mirror import CODEX_KINDS, MirrorQueue, codex_imports
+from daemon.record import queue_for_mirror, record
 from daemon.codex.store import check_codex_home
 from daemon.pool import PROCESS_POOL_MIN_BYTES, make_executor
 from daemon.ledger import Ledger, LedgerError
@@ -47,6 +49,7 @@ from daemon.sources import Identity
 from daemon.watch import Changed, Deleted, WatchEvent, watch
 from service.notify import Notifier, watchdog_loop
 
+MIRROR_DELAY_S = 1.0  # commits reach Codex's import ledger within about this long (batched)
 RETRY_DELAYS = (2.0, 5.0, 15.0, 60.0, 300.0)  # deferred (Codex has the thread open) or failed syncs
 
 
@@ -115,6 +118,11 @@ class Daemon:
         self.shields: set[trio.CancelScope] = set()
         self.shutdown_deadline = math.inf
         self.backlog = Backlog()  # fed to the workers by Backlog.feed (started in run)
+        # Codex's import ledger: what we committed goes there shortly after (mirror_loop), and a session
+        # new to us that Codex's own importer imported is adopted (imported_by_codex).
+        self.mirror = MirrorQueue(paths.codex_home, interval_s=MIRROR_DELAY_S) if cfg.codex_ledger_mirror else None
+        self.mirror_due = trio.Event()
+        self._codex_imports: tuple[tuple[int, int, int], dict[str, tuple[str, str]]] | None = None
 
     # -- ledger access (off the trio thread, one at a time) --------------------------------------
 
@@ -136,7 +144,10 @@ class Daemon:
     async def sync_path(self, ident: Identity) -> Outcome:
         key = str(ident.path)
         row = await self._db(self.ledger.get, ident.kind, ident.session_id)
-        job = Job.of(ident, row, self.cfg, self.paths)
+        codex_import = None
+        if row is None and ident.kind in CODEX_KINDS:
+            codex_import = await trio.to_thread.run_sync(self.imported_by_codex, ident.path)
+        job = Job.of(ident, row, self.cfg, self.paths, codex_import)
         self.shared.in_flight += 1
         try:
             pool = self.pool
@@ -152,6 +163,10 @@ class Daemon:
                 out = await trio.to_thread.run_sync(sync_session, job, limiter=self.limiter, abandon_on_cancel=True)
             try:
                 await self._db(record, self.ledger, out, self.log)
+                if self.mirror is not None:
+                    queue_for_mirror(self.mirror, out)
+                    if len(self.mirror):
+                        self.mirror_due.set()
             except sqlite3.Error as exc:  # the thread is durable; the retry adopts it
                 out.kind, out.row = "failed", None
                 out.message = (f"{out.path}: cannot record in the ledger {self.paths.ledger} ({exc}); "
@@ -161,6 +176,46 @@ class Daemon:
             self.shared.in_flight -= 1
             self.changed()
         return out
+
+    def imported_by_codex(self, path: Path) -> tuple[str, str] | None:
+        """(thread id, sha256) when Codex's own importer imported this session (runs in a worker thread;
+        Codex's ledger is re-read only when its file changed)."""
+        from daemon.codex import codex_ledger
+
+        try:
+            st = os.stat(codex_ledger.ledger_path(self.paths.codex_home))
+        except OSError:
+            return None
+        key = (st.st_size, st.st_mtime_ns, st.st_ino)
+        cached = self._codex_imports
+        if cached is None or cached[0] != key:
+            try:
+                cached = self._codex_imports = (key, codex_imports(self.paths.codex_home))
+            except codex_ledger.CodexLedgerError as exc:
+                self.log.warning("source.error", error=str(exc))
+                return None
+        return cached[1].get(codex_ledger.canonical(path))
+
+    async def mirror_loop(self) -> None:
+        """Tell Codex's import ledger what we committed, batched: one write per MIRROR_DELAY_S at most.
+        At start, whatever a crash or an earlier mirror-less run left out is queued first."""
+        mirror = self.mirror
+        if mirror is None:
+            return
+        for problem in await self._db(lambda: mirror.queue_missing(self.ledger.threads())):
+            self.log.warning("source.error", error=problem)
+        try:
+            while True:
+                if not len(mirror):
+                    await self.mirror_due.wait()
+                    self.mirror_due = trio.Event()
+                await trio.sleep(mirror.interval_s)
+                for problem in await trio.to_thread.run_sync(mirror.write, mirror.take()):
+                    self.log.warning("source.error", error=problem)
+        finally:  # stopping: write what is queued (bounded), the next start catches up on the rest
+            with trio.CancelScope(shield=True), trio.move_on_after(MIRROR_DELAY_S * 5):
+                if len(mirror):
+                    await trio.to_thread.run_sync(mirror.write, mirror.take())
 
     def _replace_pool(self, broken: cf.Executor) -> None:
         """Every session in flight on a pool whose worker died fails with BrokenExecutor at once; the
@@ -357,6 +412,7 @@ class Daemon:
                 nursery.start_soon(self.resolve, due_path_recv, due_send.clone(), rescan_send.clone())
                 nursery.start_soon(self.rescanner, rescan_recv, due_send)
                 nursery.start_soon(self.status_loop, due_send)
+                nursery.start_soon(self.mirror_loop)
         finally:
             if self.pool is not None:
                 self.pool.shutdown(wait=False, cancel_futures=True)
@@ -450,7 +506,7 @@ def _acquire_after_imports(paths: Paths, env: Mapping[str, str]) -> pidlock.PidL
         try:
             return pidlock.acquire(paths.state_dir, env)
         except pidlock.AlreadyRunning as exc:
-            if exc.role != "import":
+            if exc.role not in ("import", "rebuild"):
                 raise
             if not waiting:
                 waiting = True

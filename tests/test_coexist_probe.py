@@ -34,7 +34,8 @@ def make_sources(tree: Tree, names: list[str]) -> dict[str, Path]:
     for name in names:
         cwd = tree.root / "repos" / name
         cwd.mkdir(parents=True)
-        src = tree.home / ".claude" / "projects" / f"-{name}" / "s.jsonl"
+        # Claude Code names a session file by its session id, unique across projects
+        src = tree.home / ".claude" / "projects" / f"-{name}" / f"5e55{name:0>4}-0000-4000-8000-000000000000.jsonl"
         src.parent.mkdir(parents=True)
         src.write_text(user_line(cwd, f"question {name}", 1))
         out[name] = src
@@ -55,7 +56,9 @@ def mirror_all(tree: Tree) -> list[codex_ledger.ImportRecord]:
 def test_detect_offers_none_of_our_mirrored_sessions(tmp_path: Path, codex_bin: str) -> None:
     tree = Tree(tmp_path)
     srcs = make_sources(tree, ["a", "b", "c"])
-    assert run_import(tree)["imported"] == 3
+    config = tmp_path / "no-mirror.toml"
+    config.write_text("codex_ledger_mirror = false\n")  # this probe drives the mirror by hand
+    assert run_import(tree, "--config", str(config))["imported"] == 3
     with CodexAppServer(tree.home, tree.codex_home, binary=codex_bin, timeout=60) as codex:
         assert offered(codex) == sorted(str(p.resolve()) for p in srcs.values())  # without the mirror: all 3
         mirror_all(tree)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.engine import Job, Outcome, record, sync_session
+from daemon.engine import Job, Outcome, sync_session
+from daemon.record import record
 from daemon.ledger import Ledger
 from daemon.sources import SOURCES
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from daemon.engine import _EVENTS
+from daemon.record import _EVENTS
 from daemon.log import EVENTS
 
 REPO = Path(__file__).resolve().parents[1]

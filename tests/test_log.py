@@ -266,7 +266,7 @@ def test_events_cover_the_documented_names() -> None:
         "session.skipped", "session.conflict", "session.deferred", "source.error", "source.deleted",
         "rescan.started", "rescan.done", "daemon.started", "daemon.ready", "daemon.reload",
         "daemon.stopping", "daemon.stopped", "watch.overflow", "watch.root_appeared", "import.done",
-        "notify.failed", "pool.replaced",
+        "notify.failed", "pool.replaced", "session.adopted",
     }
     assert set(log.EVENTS) == expected
     assert all(desc and "\n" not in desc for desc in log.EVENTS.values())

@@ -156,7 +156,7 @@ def test_unreadable_ledger_is_exit_1_naming_the_file(tmp_path: Path) -> None:
         done = cli(tree, *args)
         assert done.returncode == 1 and done.stdout == ""
         assert done.stderr.startswith(f"session-syncd status: ledger {tree.ledger} is unusable")
-        assert "move it aside" in done.stderr
+        assert "session-syncd ledger rebuild" in done.stderr
 
 
 def test_no_sources_at_all(tmp_path: Path) -> None:

@@ -148,7 +148,7 @@ def canonical(source_path: Path | str) -> str:
     """The path as Codex stores it (`fs::canonicalize`); as given (absolute) when it no longer exists."""
     try:
         return str(Path(source_path).resolve(strict=True))
-    except OSError:
+    except (OSError, RuntimeError):  # gone, or a symlink loop: as given
         return str(Path(source_path).absolute())
 
 
@@ -281,7 +281,7 @@ def _write_replacing(path: Path, data: bytes, expected: bytes | None) -> bytes |
 
     Returns _CHANGED when it changed before the rename (nothing written), else the bytes the replaced
     file held just after the rename (a Codex write racing ours shows up there; `expected` when there
-    was no file). The file keeps its mode; a new one gets 0666 & ~umask, as Codex's `fs::write` does.
+    was no file). The file keeps its mode; a new one is 0600, like every file we create (Codex reads it as the same user).
     """
     tmp = path.with_name(f".{path.name}.session-syncd-{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
@@ -293,7 +293,7 @@ def _write_replacing(path: Path, data: bytes, expected: bytes | None) -> bytes |
     try:
         mode = stat.S_IMODE(os.fstat(old_fd).st_mode) if old_fd is not None else None
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
                 if mode is not None:
                     os.fchmod(fd, mode)

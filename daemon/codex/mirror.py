@@ -160,3 +160,87 @@ def imported_prefix(source: Path, sha256: str) -> int | None:
     if hasher.hexdigest() == sha256:
         return offset  # the whole file, last line without its newline
     return None
+
+
+#: Codex's own importer detects only these agents; other sources are not mirrored.
+CODEX_KINDS = frozenset({"claude", "cursor"})
+
+
+def codex_imports(codex_home: Path) -> dict[str, tuple[str, str]]:
+    """Canonical source path → (thread id, sha256) of each session Codex's importer imported exactly once
+    (several records for one path are ambiguous to Codex too: not adopted). Raises CodexLedgerError."""
+    by_path: dict[str, list[ImportRecord]] = {}
+    for rec in codex_ledger.read(codex_home).ledger.records:
+        by_path.setdefault(rec.source_path, []).append(rec)
+    return {path: (rec.imported_thread_id, rec.content_sha256) for path, recs in by_path.items()
+            if (rec := adoptable(recs)) is not None}
+
+
+@dataclass
+class MirrorQueue:
+    """Committed sessions waiting to be told to Codex's import ledger, written in batches.
+
+    One upsert rewrites the whole file, so per-session writes would make a large first import
+    quadratic; the caller flushes every `interval_s` and at the end instead (import), or shortly after
+    commits (the daemon). Until a flush, Codex's detect may offer a session we already imported: the
+    lag is bounded by the flush interval. Lives in the process that commits (the tracker's hash states
+    are in memory)."""
+
+    codex_home: Path
+    interval_s: float = 1.0
+    tracker: Sha256Tracker | None = None
+    flushed_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._pending: dict[str, tuple[str, str | None, bool]] = {}
+        if self.tracker is None:
+            self.tracker = Sha256Tracker()
+
+    def add(self, source: str, path: str, thread_id: str | None, title: str | None, rewritten: bool) -> None:
+        if source not in CODEX_KINDS or not thread_id:
+            return
+        earlier = self._pending.get(path)
+        self._pending[path] = (thread_id, title, rewritten or bool(earlier and earlier[2]))
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def due(self, now: float | None = None) -> bool:
+        return bool(self._pending) and (now if now is not None else time.monotonic()) - self.flushed_at >= self.interval_s
+
+    def take(self) -> dict[str, tuple[str, str | None, bool]]:
+        """What a flush will write, handed over (so the next commits queue for the next flush)."""
+        pending, self._pending = self._pending, {}
+        self.flushed_at = time.monotonic()
+        return pending
+
+    def queue_missing(self, threads: list[tuple[str, str, str, str | None]]) -> list[str]:
+        """Queue every (source, path, thread id, title) of ours that Codex's ledger does not have (after a
+        crash before a flush, a ledger Codex rewrote from an old view, a mirror switched on later)."""
+        try:
+            have = {(r.source_path, r.imported_thread_id) for r in codex_ledger.read(self.codex_home).ledger.records}
+        except codex_ledger.CodexLedgerError as exc:
+            return [str(exc)]
+        for source, path, thread_id, title in threads:
+            if source in CODEX_KINDS and (codex_ledger.canonical(path), thread_id) not in have:
+                self.add(source, path, thread_id, title, False)
+        return []
+
+    def write(self, pending: dict[str, tuple[str, str | None, bool]]) -> list[str]:
+        """Hash (O(new bytes)) and upsert these records in one write; one-line problems, never raises."""
+        assert self.tracker is not None
+        now = int(time.time())
+        records, problems = [], []
+        for path, (thread_id, title, rewritten) in pending.items():
+            try:
+                canonical = codex_ledger.canonical(path)
+                records.append(mirror_record(canonical, thread_id, self.tracker.digest(canonical, rewritten=rewritten),
+                                             title, now))
+            except OSError as exc:
+                problems.append(f"cannot hash {path} for Codex's import ledger: {exc.strerror or exc}")
+        if records:
+            try:
+                codex_ledger.upsert_all(self.codex_home, records)
+            except (codex_ledger.CodexLedgerError, OSError) as exc:
+                problems.append(str(exc))
+        return problems

@@ -101,10 +101,8 @@ def test_upsert_creates_the_file_as_codex_would(home: Path) -> None:
                                 "detected_connector_records": []}
     assert list(json.loads(data)["records"][0]) == ["source_path", "content_sha256", "imported_thread_id",
                                                     "imported_at", "source_modified_at", "connector_names", "title"]
-    # Codex's fs::write creates 0666 & ~umask: the same as Python's open(..., "w") here.
-    reference = home / "reference"
-    reference.write_bytes(b"")
-    assert stat.S_IMODE(ledger_file(home).stat().st_mode) == stat.S_IMODE(reference.stat().st_mode)
+    # Private like every file we create (Codex, the same user, reads and rewrites it all the same).
+    assert stat.S_IMODE(ledger_file(home).stat().st_mode) == 0o600
     assert [p.name for p in home.iterdir() if p.name.endswith(".tmp")] == []
 
 

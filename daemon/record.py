@@ -1,0 +1,68 @@
+"""Parent side of a sync: commit what a worker made durable, log it, and queue it for Codex's ledger.
+
+The data flows one way: watch → debounce → sync (engine.py, in a worker thread or process: reads,
+folds, writes the rollout and hands back an Outcome) → record (here, in the process that owns the
+ledger). One transaction per session, as it completes; the rollout is already fsynced.
+"""
+
+from __future__ import annotations
+
+from daemon.codex.mirror import MirrorQueue
+from daemon.engine import Outcome
+from daemon.ledger import Ledger
+
+_EVENTS: dict[str, tuple[str, str]] = {  # outcome kind → (log level, event name)
+    "imported": ("info", "session.imported"),
+    "adopted": ("info", "session.adopted"),
+    "appended": ("info", "session.appended"),
+    "rewritten": ("info", "session.rewritten"),
+    "conflict": ("warning", "session.conflict"),
+    "touched": ("debug", "session.unchanged"),
+    "unchanged": ("debug", "session.unchanged"),
+    "pending": ("debug", "session.skipped"),  # reason: no user message yet
+    "skipped": ("warning", "session.skipped"),
+    "tombstoned": ("info", "session.skipped"),  # reason: its thread was deleted in Codex
+    "deferred": ("info", "session.deferred"),
+    "failed": ("error", "source.error"),
+}
+
+
+#: Outcomes after which Codex's import ledger must learn the session's current bytes.
+_MIRRORED = frozenset({"imported", "adopted", "appended", "rewritten", "conflict", "touched"})
+
+
+def record(ledger: Ledger, out: Outcome, log: object, mirror: MirrorQueue | None = None) -> None:
+    """Commit what the worker made durable (one transaction), log it, queue it for the mirror."""
+    if out.kind == "skipped":
+        ledger.record_failure(out.source, out.session_id, out.path, out.message or out.kind, out.stat, out.waiting_for)
+    elif out.kind == "failed":
+        ledger.record_failure(out.source, out.session_id, out.path, out.message or out.kind,
+                              out.stat if out.settled else None)
+    elif out.row is not None:
+        ledger.commit(out.row, out.superseded)
+    level, event = _EVENTS[out.kind]
+    row = out.row
+    fields = {"source": out.source, "session": out.session_id, "path": out.path,
+              "duration_ms": round(out.duration_ms, 1)}
+    if row is not None and row.thread_id:
+        fields["thread_id"] = row.thread_id
+    if out.bytes_read:
+        fields["bytes"] = out.bytes_read
+    if out.new_turns:
+        fields["turns"] = out.new_turns
+    if out.malformed:
+        fields["malformed_lines"] = out.malformed
+    if out.message:
+        fields["error" if out.kind == "failed" else "reason"] = out.message
+    if out.superseded is not None:
+        fields["previous_thread_id"] = out.superseded.thread_id
+    getattr(log, level)(event, **fields)
+    if mirror is not None:
+        queue_for_mirror(mirror, out)
+
+
+def queue_for_mirror(mirror: MirrorQueue, out: Outcome) -> None:
+    """Queue a committed session for Codex's import ledger (call in the thread that flushes the queue)."""
+    row = out.row
+    if row is not None and out.kind in _MIRRORED:
+        mirror.add(out.source, row.path, row.thread_id, row.title, out.kind in ("rewritten", "conflict"))
