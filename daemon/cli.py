@@ -180,7 +180,14 @@ def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return EXIT_FAILED
     # The file only (no console), without structlog; opened on first use, when the workers already fold.
     logger = functools.cache(lambda: FileLog(paths.log_dir, cfg.log_level))
+    from daemon.codex import homelock
+
     with lock:
+        try:
+            home = homelock.acquire_if_possible(paths.codex_home, "import", paths.state_dir)
+        except homelock.HomeBusy as exc:
+            print(f"session-syncd: {exc}", file=sys.stderr)
+            return EXIT_FAILED
         try:
             if args.restore:
                 _restore(paths, args.restore)
@@ -188,6 +195,8 @@ def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         except LedgerError as exc:
             print(f"session-syncd: {exc}", file=sys.stderr)
             return EXIT_FAILED
+        finally:
+            home.release()
     logger().info("import.done", imported=summary.imported, unchanged=summary.unchanged, skipped=summary.skipped,
                 failed=summary.failed, sessions=summary.sessions, bytes=summary.bytes_read,
                 duration_ms=round(summary.duration_s * 1000, 1))

@@ -40,6 +40,7 @@ from daemon.config import Config, ConfigError, Paths, effective_workers, load, r
 from daemon.debounce import debounce
 from daemon.discover import Root, discover, roots, triage
 from daemon.engine import Job, Outcome, sync_session
+from daemon.codex import homelock
 from daemon.codex.mirror import CODEX_KINDS, MirrorQueue, codex_imports
 from daemon.record import queue_for_mirror, record
 from daemon.codex.store import check_codex_home
@@ -515,6 +516,23 @@ def _acquire_after_imports(paths: Paths, env: Mapping[str, str]) -> pidlock.PidL
             time.sleep(1.0)
 
 
+def _home_after_imports(paths: Paths, env: Mapping[str, str]) -> homelock.HomeLock:
+    """The Codex home's writer lock (one writer per Codex home, whatever the state dir); an import from
+    another state dir holding it is waited for, as for the state dir's own lock."""
+    waiting = False
+    while True:
+        try:
+            return homelock.acquire(paths.codex_home, "daemon", paths.state_dir)
+        except homelock.HomeBusy as exc:
+            if exc.role != "import":
+                raise
+            if not waiting:
+                waiting = True
+                print(f"session-syncd: {exc}; waiting for it to finish", file=sys.stderr)
+                Notifier.from_env(env).status("waiting for an import into the same Codex home to finish")
+            time.sleep(1.0)
+
+
 def run_daemon(cfg: Config, paths: Paths, env: Mapping[str, str], args: argparse.Namespace | None = None) -> int:
     console = logsetup.console_mode(sys.stderr, env)
     if pidlock.detect_manager(env) == "launchd":
@@ -528,9 +546,9 @@ def run_daemon(cfg: Config, paths: Paths, env: Mapping[str, str], args: argparse
         print(f"session-syncd: {problem}", file=sys.stderr)
         return 1
     try:
-        with _acquire_after_imports(paths, env):
+        with _acquire_after_imports(paths, env), _home_after_imports(paths, env):
             return trio.run(serve, cfg, paths, env, args)
-    except pidlock.AlreadyRunning as exc:
+    except (pidlock.AlreadyRunning, homelock.HomeBusy) as exc:
         print(f"session-syncd: {exc}", file=sys.stderr)
         return 1
     except LedgerError as exc:
