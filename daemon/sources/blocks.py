@@ -49,7 +49,7 @@ def read_record(decode: Callable[[bytes], R], state: SourceState, line: bytes) -
     from the first record that carries one, whatever its type, as Codex does."""
     try:
         rec = decode(line)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # nesting past the limit
         state.malformed += 1
         return None
     if state.cwd is None and isinstance(rec.cwd, str) and rec.cwd:

@@ -45,7 +45,8 @@ import msgspec
 from daemon.codex.notes import compact_json, shows_anything
 from daemon.codex.text import trim
 from daemon.sources.base import (Identity, Incomplete, ParseContext, Snapshot, SourceState, Version, WatchSpec,
-                                 project_dirs, rfc3339_ms, stat_version)
+                                 project_dirs, stat_version)
+from daemon.sources.timestamps import rfc3339_ms
 from daemon.transcript import Image, Message, Part, Reasoning, Text, ToolCall, ToolResult, Unsupported, plain_text
 
 RETRY_DELAY_S = 0.05  # a legacy .json caught mid-rewrite is read once more after this
@@ -90,7 +91,7 @@ def _as_record(value: object) -> Record | None:
         return None
     try:
         return msgspec.convert(value, Record)
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, RecursionError):
         return None
 
 
@@ -165,7 +166,7 @@ def replay_jsonl(data: bytes, state: GeminiState) -> Conversation:
             continue
         try:
             rec = _decode(line)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # nesting past the limit too
             if i < last:  # the last piece without its newline is a write in progress: read it next time
                 state.malformed += 1
             continue
@@ -177,8 +178,11 @@ def load_legacy(data: bytes, state: GeminiState) -> Conversation | None:
     """The legacy whole-file `ConversationRecord`; None when the bytes are not (yet) one JSON document."""
     try:
         value = _decode_any(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, msgspec.ValidationError):  # a number out of range is not "half-written"
         return None
+    except RecursionError:  # whole, but nested past the limit: nothing to read, never "retry later"
+        state.malformed += 1
+        return Conversation()
     conv = Conversation()
     rec = _as_record(value)
     if rec is None:
@@ -343,7 +347,7 @@ def parse_session(data: bytes, *, jsonl: bool, mtime_ms: int) -> tuple[GeminiSta
     messages = [m for rec in conv.messages.values() if (m := to_message(rec, state, mtime_ms)) is not None]
     state.start_ms = rfc3339_ms(meta.get("startTime"))
     if state.start_ms is None:
-        state.start_ms = next((ts for rec in conv.messages.values() if (ts := rfc3339_ms(rec.timestamp))), None)
+        state.start_ms = next((ts for rec in conv.messages.values() if (ts := rfc3339_ms(rec.timestamp)) is not None), None)
     return state, messages
 
 
@@ -353,7 +357,7 @@ def read_registry(data: bytes) -> dict[str, str]:
     """`projects.json` (`{"projects": {"/abs/path": "slug"}}`) → path → slug; {} if unreadable."""
     try:
         value = _decode_any(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return {}
     projects = value.get("projects") if isinstance(value, dict) else None
     if not isinstance(projects, dict):

@@ -35,6 +35,7 @@ types are counted in `state.unknown`.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sqlite3
@@ -51,6 +52,7 @@ from daemon.codex.notes import compact_json, shows_anything
 from daemon.codex.text import trim
 from daemon.sources.base import (Identity, Incomplete, ParseContext, Snapshot, SourceState, Version, WatchSpec,
                                  stat_version)
+from daemon.sources.timestamps import bounded
 from daemon.transcript import Image, Message, Part, Reasoning, Text, ToolCall, ToolResult
 
 BUSY_TIMEOUT_S = 2.0
@@ -133,7 +135,7 @@ def _decode(decoder: msgspec.json.Decoder, data: object) -> Any:
         return None
     try:
         return decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # nesting past the limit too
         return None
 
 
@@ -145,7 +147,10 @@ def is_placeholder_title(title: str) -> bool:
 
 
 def _int(value: object) -> int | None:
-    return value if type(value) is int else (int(value) if type(value) is float and value == value else None)
+    """An epoch-ms time: an integer (a whole float too) a rollout can hold (timestamps.bounded), else None."""
+    if type(value) is float:
+        value = int(value) if math.isfinite(value) else None
+    return bounded(value) if type(value) is int else None
 
 
 def _created(time_obj: object) -> int | None:
@@ -256,7 +261,7 @@ def _v1_items(state: OpenCodeState, role: str, parts: list[tuple[str, object]]) 
         elif kind == "file":
             if isinstance(part.mime, str) and part.mime.startswith("image/"):
                 items.append(("part", Image(part.mime)))
-        elif kind not in _HOUSEKEEPING_PARTS:
+        elif not isinstance(kind, str) or kind not in _HOUSEKEEPING_PARTS:  # a list `type` is unhashable
             state.unknown += 1
     return items
 
@@ -354,7 +359,15 @@ def connect(db: Path) -> sqlite3.Connection:
     """Read-only, WAL-aware (not immutable), waiting out a writer's lock for a moment; autocommit mode so
     each read runs in the one transaction we begin."""
     uri = "file:" + quote(str(db)) + "?mode=ro"
-    return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    con = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    con.text_factory = _text
+    return con
+
+
+def _text(raw: bytes) -> str:
+    """A TEXT value; invalid UTF-8 in one row (a torn write, another tool) reads as U+FFFD instead of
+    failing the whole read (sqlite3's default raises OperationalError for the session)."""
+    return raw.decode("utf-8", "replace")
 
 
 def _columns(con: sqlite3.Connection, table: str) -> frozenset[str]:

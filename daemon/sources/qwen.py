@@ -53,7 +53,8 @@ import msgspec
 from daemon.codex.notes import compact_json, shows_anything
 from daemon.codex.text import trim
 from daemon.sources.base import (Identity, ParseContext, Snapshot, SourceState, Version, WatchSpec, project_dirs,
-                                 rfc3339_ms, stat_version)
+                                 stat_version)
+from daemon.sources.timestamps import rfc3339_ms
 from daemon.transcript import (Image, Message, Part, Reasoning, Role, Text, ToolCall, ToolResult, Unsupported,
                                only_tool_results)
 
@@ -132,12 +133,19 @@ def read_records(data: bytes, state: SourceState) -> list[Record]:
 def _record(raw: bytes) -> Record | None:
     try:
         rec = _decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # nesting past the limit too
         return None
     if not (isinstance(rec.uuid, str) and rec.uuid and (rec.parentUuid is None or isinstance(rec.parentUuid, str))
             and isinstance(rec.sessionId, str) and rec.sessionId):
         return None
+    if isinstance(rec.type, (list, dict)) or isinstance(rec.subtype, (list, dict)):
+        # unhashable: the name sets would raise; as its JSON text it is what any other unknown name is
+        rec = msgspec.structs.replace(rec, type=_hashable(rec.type), subtype=_hashable(rec.subtype))
     return rec
+
+
+def _hashable(value: object) -> object:
+    return compact_json(value) if isinstance(value, (list, dict)) else value
 
 
 def _in_tree(rec: Record) -> bool:
