@@ -135,6 +135,11 @@ class Source(Protocol):
         """The cwd when the records carry none; may touch the disk (called in a worker)."""
         ...
 
+    # Optional, for agents that keep metadata in a file beside the session (Copilot's workspace.yaml):
+    #   title_beside(ident) -> str | None   the title kept there (read in the worker when naming a thread)
+    #   beside_mtime_ns(ident) -> int       the newest mtime of those files, folded into the version
+    #                                       (so renaming the session is a change); 0 when there are none
+
     # shape "log"
     def parse_line(self, state: SourceState, line: bytes, ctx: ParseContext) -> Message | tuple[Message, ...] | None:
         """One complete line → a message, several (a line that held several records), or nothing."""

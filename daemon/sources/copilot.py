@@ -30,8 +30,9 @@ starts (`{"type":`), each whole event is read and each piece that is not is coun
 `state.malformed`. `parse_line` can return one message per line: when a glued line yields several,
 those of one kind are joined into one message, and any left over are counted in `state.glued_lost`.
 
-Not read: the legacy single-object `history-session-state/<id>.json` (a snapshot shape without a cwd);
-`workspace.yaml` `name` (the title: a log plug-in has no hook to set it from a file beside the log).
+The title is `workspace.yaml` `name`, read beside the log (`title_beside`); its mtime is part of the
+session's version, so a rename reaches the thread. Not read: the legacy single-object
+`history-session-state/<id>.json` (a snapshot shape without a cwd).
 """
 
 from __future__ import annotations
@@ -326,7 +327,7 @@ class CopilotSource:
     label = "GitHub Copilot CLI"
     shape: Literal["log"] = "log"
     state_type = CopilotState
-    watch = WatchSpec(suffixes=(".jsonl",), depth=2)
+    watch = WatchSpec(suffixes=(".jsonl",), depth=2, names=(WORKSPACE,))
 
     def default_roots(self, env: Mapping[str, str]) -> list[Path]:
         base = env.get("COPILOT_HOME")  # replaces the whole root and is not ~-expanded
@@ -361,10 +362,30 @@ class CopilotSource:
             return Identity(self.kind, path.parent.name, path)
         if path.suffix == ".jsonl" and path.parent == state_dir and not path.name.startswith("."):
             return Identity(self.kind, path.stem, path)
+        if path.name == WORKSPACE and path.parent.parent == state_dir and not path.parent.name.startswith("."):
+            return Identity(self.kind, path.parent.name, path.parent / EVENTS)  # a rename: its session's title
         return None
 
     def version(self, ident: Identity) -> Version:
-        return stat_version(ident.path)
+        v = stat_version(ident.path)
+        return Version(v.size, max(v.mtime_ns, self.beside_mtime_ns(ident)), v.inode)
+
+    def beside_mtime_ns(self, ident: Identity) -> int:
+        """workspace.yaml's mtime: renaming a session (its `name`) is a change of the session."""
+        try:
+            return os.stat(session_folder(ident) / WORKSPACE).st_mtime_ns
+        except OSError:
+            return 0
+
+    def title_beside(self, ident: Identity) -> str | None:
+        """`workspace.yaml` `name`: Copilot's title for the session (auto-named from the first prompt, or
+        the user's own when `user_named`)."""
+        try:
+            text = (session_folder(ident) / WORKSPACE).read_text("utf-8", "replace")
+        except (OSError, ValueError):
+            return None
+        name = workspace_value(text, "name")
+        return name.strip() or None if name else None
 
     def fallback_cwd(self, ident: Identity) -> str | None:
         try:

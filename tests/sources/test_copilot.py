@@ -472,7 +472,7 @@ def test_discover_both_layouts_once_per_session_id(tmp_path):
 @pytest.mark.parametrize("rel, sid", [
     ("session-state/abc/events.jsonl", "abc"),
     ("session-state/abc.jsonl", "abc"),
-    ("session-state/abc/workspace.yaml", None),
+    ("session-state/abc/workspace.yaml", "abc"),  # a rename: the session beside it
     ("session-state/abc/other.jsonl", None),
     ("session-state/abc/files/events.jsonl", None),
     ("session-state/.x/events.jsonl", None),
@@ -487,12 +487,14 @@ def test_identify(rel, sid):
     ident = SOURCE.identify(root, root / rel)
     assert (ident.session_id if ident else None) == sid
     if ident is not None:
-        assert ident == Identity("copilot", sid, root / rel)
+        log = root / rel if rel.endswith(".jsonl") else (root / rel).parent / "events.jsonl"
+        assert ident == Identity("copilot", sid, log)
 
 
-def test_watch_sees_the_events_files():
+def test_watch_sees_the_events_files_and_renames():
     assert SOURCE.watch.wants("events.jsonl") and SOURCE.watch.wants("abc.jsonl")
-    assert not SOURCE.watch.wants("workspace.yaml") and SOURCE.watch.depth == 2
+    assert SOURCE.watch.wants("workspace.yaml") and not SOURCE.watch.wants("session.db")
+    assert SOURCE.watch.depth == 2
 
 
 def test_one_message_joins_same_side_only():

@@ -38,7 +38,7 @@ def expected(repos: Path) -> dict[str, tuple[str, str, list[tuple[str, list[str]
                 "[external_agent_tool_result: error]\n\"path\": Required\n[/external_agent_tool_result]",
                 RESULT_A,
                 "average_item_price now returns 0 for an empty cart.", MARKER])]),
-        B: (str(repos / "api"), "Why does the retry loop drop the last attempt?\u2028Look at client.py.", [
+        B: (str(repos / "api"), "Retry loop: don't drop the last attempt", [  # workspace.yaml `name`
             ("Why does the retry loop drop the last attempt?\u2028Look at client.py.", [
                 "I'll ask a sub-agent to survey it.\n\n[external_agent_tool_call: task]\n"
                 "description: Survey the retry loop\n[/external_agent_tool_call]",
@@ -50,7 +50,7 @@ def expected(repos: Path) -> dict[str, tuple[str, str, list[tuple[str, list[str]
                 "\"new_str\":\"range(retries)\"}\n[/external_agent_tool_call]",
                 "[external_agent_tool_result]\nFile client.py updated.\n[/external_agent_tool_result]",
                 "Fixed: the loop now makes every attempt, with the backoff kept.", MARKER])]),
-        C: (str(repos / "todo app"), "List the TODOs in this repo.", [
+        C: (str(repos / "todo app"), "List the TODOs", [
             ("List the TODOs in this repo.", [
                 "[external_agent_tool_call: grep]\ninput: {\"pattern\":\"TODO\"}\n[/external_agent_tool_call]",
                 "[external_agent_tool_result]\napp.py:3: # TODO: cache\n[/external_agent_tool_result]",
@@ -122,3 +122,15 @@ def test_a_resumed_session_appends_to_its_thread(tree: Tree) -> None:
     assert len(view) == 2 and view[0][1][-1] == "average_item_price now returns 0 for an empty cart."
     assert view[1] == ("Also handle a None cart.", ["None now returns 0 too.", MARKER])
     assert len(threads) == 5
+
+
+def test_renaming_a_session_in_copilot_renames_its_thread(tree: Tree) -> None:
+    run_import(tree)
+    ids = _by_session(tree)
+    yaml = tree.home / ".copilot" / "session-state" / C / "workspace.yaml"
+    yaml.write_text(yaml.read_text(encoding="utf-8").replace("name: List the TODOs", "name: TODO audit")
+                    .replace("user_named: false", "user_named: true"), encoding="utf-8")
+    summary = run_import(tree)
+    assert summary["imported"] == 0 and summary["failed"] == 0, summary  # a rename is no new turn
+    _, read = _threads(tree)[ids[C]]
+    assert read["name"] == "TODO audit"
