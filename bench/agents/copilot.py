@@ -119,3 +119,13 @@ def append_turn(root: Path, session_id: str, user: str, assistant: str, *, resum
     w.turn(user, assistant, tool)
     w.flush()
     return path
+
+
+def turn_bytes(root: Path, session_id: str, user: str, assistant: str, *, resume: bool = False,
+               tool: bool = False) -> bytes:
+    """What `append_turn` would append, without writing it (to write it in pieces)."""
+    w = _Writer(events_path(root, session_id), session_id)
+    if resume:
+        w.event("session.resume", {"resumeTime": _ts(w.n), "eventCount": w.n})
+    w.turn(user, assistant, tool)
+    return "".join(line + "\n" for line in w.lines).encode()

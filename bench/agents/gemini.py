@@ -165,6 +165,17 @@ def append_turn(path: Path, user: str, assistant: str, *, tool: tuple | None = N
     s.flush()
 
 
+def turn_bytes(path: Path, user: str, assistant: str, *, tool: tuple | None = None,
+               summary: str | None = None) -> bytes:
+    """What `append_turn` would append to a `.jsonl`, without writing it (to write it in pieces)."""
+    s = _Session(Path(path))
+    assert not s.legacy, "a legacy .json is rewritten whole, never appended to"
+    s.turn(user, assistant, tool)
+    if summary is not None:
+        s.summary(summary)
+    return "".join(s.out).encode()
+
+
 def rewind(path: Path, message_id: str) -> None:
     """`/rewind` in a `.jsonl`: that message and everything after it are gone."""
     with open(path, "a", encoding="utf-8") as f:

@@ -137,6 +137,13 @@ def append_turn(root: Path, cwd: str, session_id: str, user: str, assistant: str
     return w.flush()
 
 
+def turn_bytes(root: Path, cwd: str, session_id: str, user: str, assistant: str, *, tool: bool = False) -> bytes:
+    """What `append_turn` would append, without writing it (to write it in pieces)."""
+    w = _Writer(root, cwd, session_id)
+    w.turn(user, assistant, tool)
+    return "".join(line + "\n" for line in w.lines).encode()
+
+
 def rewind(root: Path, cwd: str, session_id: str, turn: int) -> Path:
     """`/rewind` to before user turn `turn` (0-based) of the visible branch: a `rewind` system record whose
     parent is the record before that turn; every later record stays in the file on a dead branch."""
