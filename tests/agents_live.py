@@ -471,13 +471,24 @@ def wait_caught_up(tree: Any, fresh_ledger: Path, daemon: Any, timeout: float = 
         time.sleep(0.1)
 
 
+_TIME_KEYS = ("timestamp", "started_at", "completed_at")
+
+
+def _times_out(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: "<t>" if k in _TIME_KEYS else _times_out(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_times_out(v) for v in value]
+    return value
+
+
 def _lines(path: Path, normalise: bool) -> list[str]:
+    """The rollout's lines; with `normalise`, every time a line carries (its stamp, a turn's start and
+    end) replaced, as for Cursor: its records have no times, so they get the file's mtime when read."""
     out = []
     for line in path.read_text().splitlines():
         if normalise:
-            rec = json.loads(line)
-            rec["timestamp"] = "<t>"
-            line = json.dumps(rec, sort_keys=False)
+            line = json.dumps(_times_out(json.loads(line)))
         out.append(line)
     return out
 
