@@ -50,6 +50,7 @@ from daemon.sources.base import Identity, Incomplete, ParseContext
 
 CHUNK = 8 << 20
 WINDOW = 64 << 10  # bytes at each end of the folded prefix that prefix_fingerprint checks
+BLOCK = 256 << 10  # the folded prefix is also hashed in blocks of this size, one 16-byte digest each
 ORIGINATOR = "session_syncd"
 CLI_VERSION = "0.169.0"  # the Codex version whose rollout format we write
 
@@ -105,17 +106,82 @@ def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
     return st.st_size, st.st_mtime_ns, st.st_ino
 
 
-def prefix_fingerprint(fd: int, length: int) -> bytes:
-    """Identifies the first `length` bytes of a file in O(1): blake3 of the length, the first and the
-    last WINDOW bytes. An agent's session only grows at its end, and a rewrite (compaction, a tool
-    rewriting the file) changes its length or bytes near one of its ends, so this tells "only appended"
-    from "rewritten" without reading what we already folded. A short read (the file shrank) never matches."""
+_FP_VERSION = b"\x02"
+_FP_HEAD = 1 + 32 + 8 + 4  # version, ends digest, ctime_ns, verification cursor; then the block digests
+
+
+def _ends_digest(fd: int, length: int) -> bytes:
+    """blake3 of the length, the first and the last WINDOW bytes of the first `length` bytes."""
     head_end = min(WINDOW, length)
     tail_start = max(head_end, length - WINDOW)
     hasher = blake3.blake3(length.to_bytes(8, "little"))
     hasher.update(os.pread(fd, head_end, 0))
     hasher.update(os.pread(fd, length - tail_start, tail_start))
     return hasher.digest()
+
+
+def _block_digest(fd: int, index: int, length: int) -> bytes:
+    start = index * BLOCK
+    return blake3.blake3(os.pread(fd, min(BLOCK, length - start), start)).digest(16)
+
+
+def prefix_fingerprint(fd: int, length: int, *, ctime_ns: int | None = None, reuse: bytes = b"",
+                       reuse_length: int = 0, cursor: int = 0) -> bytes:
+    """What the ledger keeps (`prefix_hash`) about the first `length` bytes of a log file, to tell
+    "only appended" from "rewritten" without reading what we already folded:
+
+    - the ends digest (length, first and last WINDOW bytes): a rewrite (compaction, a tool rewriting
+      the file) changes the length or bytes near an end, which every sync checks in O(1);
+    - a 16-byte blake3 per BLOCK of the prefix (the last one partial): an edit in the middle (a
+      redacted secret, same length) is invisible to the ends, so each append re-checks some blocks
+      (`_prefix_intact`), and a changed block makes the sync a rewrite;
+    - the file's st_ctime_ns at the read (`ctime_ns`, default: now): a rewrite that restores mtime and
+      size (`cp -p`, rsync) still moves the ctime, so an equal stat with another ctime is read again;
+    - the cursor: the next block `_prefix_intact` checks.
+
+    `reuse` (a fingerprint of the first `reuse_length` bytes of this file, just checked) keeps its full
+    blocks, so extending the fingerprint over appended bytes reads only those and one block: O(new bytes)."""
+    if ctime_ns is None:
+        ctime_ns = os.fstat(fd).st_ctime_ns
+    kept = b""
+    if reuse[:1] == _FP_VERSION and 0 < reuse_length <= length:
+        kept = reuse[_FP_HEAD:_FP_HEAD + (reuse_length // BLOCK) * 16]
+    digests = [kept] + [_block_digest(fd, i, length) for i in range(len(kept) // 16, -(-length // BLOCK))]
+    return b"".join([_FP_VERSION, _ends_digest(fd, length), ctime_ns.to_bytes(8, "little", signed=True),
+                     cursor.to_bytes(4, "little"), *digests])
+
+
+def _fingerprint_ctime(fingerprint: bytes) -> int | None:
+    """The ctime a fingerprint was taken at (None for a ledger row written before it was recorded)."""
+    if fingerprint[:1] != _FP_VERSION or len(fingerprint) < _FP_HEAD:
+        return None
+    return int.from_bytes(fingerprint[33:41], "little", signed=True)
+
+
+def _prefix_intact(fd: int, fingerprint: bytes, length: int, budget: int) -> int | None:
+    """Whether the first `length` bytes are still those `fingerprint` was taken of: the ends, the last
+    block (it is re-hashed when the fingerprint is extended, so it must be checked first), and blocks
+    from the cursor on, round robin, until `budget` bytes (at least one block). Returns the next cursor,
+    or None when something differs. Over successive appends every block is checked: an edit inside
+    the folded part is found within (prefix size / max(BLOCK, bytes appended)) appends, and each append
+    reads at most two blocks more than it grew."""
+    if fingerprint[:1] != _FP_VERSION:  # a row from before block digests: the ends alone
+        return 0 if len(fingerprint) == 32 and _ends_digest(fd, length) == fingerprint else None
+    blocks = -(-length // BLOCK)
+    digests = fingerprint[_FP_HEAD:]
+    if len(digests) != blocks * 16 or fingerprint[1:33] != _ends_digest(fd, length):
+        return None
+    if not blocks:
+        return 0
+    last = blocks - 1
+    if _block_digest(fd, last, length) != digests[last * 16:]:
+        return None
+    cursor = int.from_bytes(fingerprint[41:45], "little") % last if last else 0
+    for _ in range(min(last, -(-max(budget, 1) // BLOCK))):  # blocks before the last, each at most once
+        if _block_digest(fd, cursor, length) != digests[cursor * 16:(cursor + 1) * 16]:
+            return None
+        cursor = (cursor + 1) % last
+    return cursor
 
 
 def _fold_file(fd: int, size: int, start: FoldState, kind: str, ctx: ParseContext,
@@ -296,18 +362,29 @@ def _read_log(job: Job, out: Outcome) -> _Read | None:
         if not stat.S_ISREG(st.st_mode):
             raise _Skip(f"{path}: not a regular file; only files are sessions")
         out.stat = _stat_key(st)
-        beside = getattr(SOURCES[ident.kind], "beside_mtime_ns", None)
-        if beside is not None:  # files beside the log (a title) count as part of its version
-            out.stat = (st.st_size, max(st.st_mtime_ns, beside(ident)), st.st_ino)
         if row is not None and (row.size, row.mtime_ns, row.inode) == out.stat and row.path == str(path):
-            out.kind = "unchanged"
-            return None
+            if _fingerprint_ctime(row.prefix_hash) in (None, st.st_ctime_ns):
+                out.kind = "unchanged"  # nothing read
+                return None
+            # The same stat, another ctime: rewritten with mtime and size put back (`cp -p`, rsync), or
+            # only chmodded. Every block of the folded prefix is checked: intact → unchanged (and the new
+            # ctime recorded, so it is read once); otherwise it is read whole below, as a rewrite.
+            if _prefix_intact(fd, row.prefix_hash, row.consumed, row.consumed) is not None:
+                out.kind, out.bytes_read = "unchanged", row.consumed
+                fp = row.prefix_hash
+                out.row = msgspec.structs.replace(
+                    row, prefix_hash=fp[:33] + st.st_ctime_ns.to_bytes(8, "little", signed=True) + fp[41:])
+                return None
         ctx = ParseContext(mtime_ms=st.st_mtime_ns // 1_000_000)
         size = st.st_size
-        # Append only when the file grew (a same-size or smaller change is hashed whole), and without an
-        # inode check: a writer that replaces the file by rename keeps its bytes, not its inode.
-        if (row is not None and size > row.size and row.consumed <= size
-                and prefix_fingerprint(fd, row.consumed) == row.prefix_hash):
+        # Append only when the file grew (a same-size or smaller change is hashed whole) and the folded
+        # prefix is intact (its ends, its last block and a few more, round robin: an edit in the middle
+        # is found within a bounded number of appends), without an inode check: a writer that replaces
+        # the file by rename keeps its bytes, not its inode.
+        cursor = None
+        if row is not None and size > row.size and row.consumed <= size:
+            cursor = _prefix_intact(fd, row.prefix_hash, row.consumed, size - row.size)
+        if row is not None and cursor is not None:
             mode, start = "append", row.fold_state
             hasher, hash_from = blake3.blake3(row.content_hash), row.size
         else:
@@ -315,7 +392,12 @@ def _read_log(job: Job, out: Outcome) -> _Read | None:
             hasher, hash_from = blake3.blake3(), 0
         parts, state = _fold_file(fd, size, start, ident.kind, ctx, hasher, hash_from, job.max_line)
         faults.point("fold", path)
-        prefix_hash = prefix_fingerprint(fd, state.offset)
+        if mode == "append":
+            assert row is not None and cursor is not None
+            prefix_hash = prefix_fingerprint(fd, state.offset, ctime_ns=st.st_ctime_ns, reuse=row.prefix_hash,
+                                             reuse_length=row.consumed, cursor=cursor)
+        else:
+            prefix_hash = prefix_fingerprint(fd, state.offset, ctime_ns=st.st_ctime_ns)
         content_hash = hasher.digest()
         out.bytes_read = size - start.offset
         out.malformed = (state.source.malformed - start.source.malformed
@@ -376,8 +458,6 @@ def _settle(job: Job, out: Outcome, read: _Read) -> None:
         out.row = msgspec.structs.replace(row, path=str(path), size=size, mtime_ns=mtime_ns, inode=inode,
                                           content_hash=content_hash, synced_at=time.time(), last_error=None,
                                           error_count=0)
-        if out.row.thread_id is not None and out.row.tombstoned_at is None:
-            _name(job.codex_home, out.row, out.row.fold_state, job.codex_compatible, _title_beside(job))
         return
     now = time.time()
     new = Row(source=ident.kind, path=str(path), session_id=ident.session_id, size=size,
@@ -394,7 +474,7 @@ def _settle(job: Job, out: Outcome, read: _Read) -> None:
         # Read whole (a same-size change, a touch after appends): the thread would not change. Remember
         # the new stat, fingerprint and state; a new title still goes to Codex.
         out.kind = "touched"
-        _name(job.codex_home, new, state, job.codex_compatible, _title_beside(job))
+        _name(job.codex_home, new, state, job.codex_compatible)
         return
     if not state.thread.turns:
         # No user message yet: remember what we read and write nothing. Unless this is a rewrite of a
@@ -462,7 +542,7 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
                     _intend(job, store.planned_state(chunks))
                     _write_full(new, rollout, chunks, len(carried))
                     out.kind = "rewritten"
-                _name(home, new, state, job.codex_compatible, _title_beside(job))
+                _name(home, new, state, job.codex_compatible)
                 new.updated_at = time.time()
                 return
         # Someone else wrote to (or removed) the thread: leave it alone, start the next generation.
@@ -501,7 +581,7 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
                                     reason="thread continued in Codex", at=time.time())
         new.generation, new.thread_id, out.kind = generation, thread, "conflict"
         out.message = f"{ident.path}: {rollout} was continued in Codex; wrote the session as thread {thread}"
-    _name(home, new, state, job.codex_compatible, _title_beside(job))
+    _name(home, new, state, job.codex_compatible)
     new.updated_at = time.time()
 
 
@@ -564,20 +644,26 @@ def _reserve_start(job: Job, proposed_ms: int) -> int:
 
     The file's mtime is the best guess, but it moves as the file grows, so the first guess is
     reserved in the ledger before anything is written: a crash before the commit and a retry after
-    the file grew then still land on the same thread id and path."""
+    the file grew then still land on the same thread id and path. Durable before that write (the
+    ledger commits with synchronous=FULL): lost to a power cut, the retry would pick another start."""
     ledger = Ledger(job.ledger_path, migrate=False)
     try:
-        return ledger.reserve_start(job.ident.kind, job.ident.session_id, proposed_ms)
+        start = ledger.reserve_start(job.ident.kind, job.ident.session_id, proposed_ms)
     finally:
         ledger.close()
+    faults.point("intent", job.ident.path)
+    return start
 
 
 def _intend(job: Job, planned: tuple[int, bytes]) -> None:
+    """Record what an existing rollout will look like after the write that follows, durably (FULL):
+    after a crash or a power cut in between, the changed file is recognised as ours, not Codex's."""
     ledger = Ledger(job.ledger_path, migrate=False)
     try:
         ledger.set_intent(job.ident.kind, job.ident.session_id, *planned)
     finally:
         ledger.close()
+    faults.point("intent", job.ident.path)
 
 
 def _refold(job: Job, ctx: ParseContext, new: Row) -> tuple[list[bytes], FoldState]:
@@ -617,19 +703,12 @@ def _write_full(new: Row, rollout: Path, chunks: list[bytes], carried: int) -> N
     new.rollout_path = str(rollout)
 
 
-def _title_beside(job: Job) -> str | None:
-    """A title the agent keeps beside the session (Copilot's workspace.yaml), if its plug-in reads one."""
-    reader = getattr(SOURCES[job.ident.kind], "title_beside", None)
-    return reader(job.ident) if reader is not None else None
-
-
-def _name(home: Path, new: Row, state: FoldState, codex_compatible: bool = False,
-          title_beside: str | None = None) -> None:
+def _name(home: Path, new: Row, state: FoldState, codex_compatible: bool = False) -> None:
     s = state.source
     if codex_compatible:  # Codex's pick, recorded but not written: Codex's importer writes no session_index
         new.title = compat.title(s.custom_title, s.ai_title, state.thread.titles, state.thread.saw_user)
         return
-    title = choose(s.custom_title or title_beside, s.ai_title, state.thread.fallback_title, state.thread.saw_user)
+    title = choose(s.custom_title, s.ai_title, state.thread.fallback_title, state.thread.saw_user)
     if title and title != new.title:
         store.append_session_index(home, new.thread_id, title)
         new.title = title

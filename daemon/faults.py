@@ -8,7 +8,13 @@ exception, as a bug triggered by one session's content would) or `stop` (SIGSTOP
 test can change the world at that moment — delete or truncate the source just read — then SIGCONT it). With `SESSION_SYNCD_FAULT_ONCE=FILE`
 the fault fires only for whoever creates FILE first (O_EXCL), so a test can kill exactly one worker.
 
-Owns nothing else; the points themselves sit where the work is (engine, store).
+The points, in the order one session's sync passes them: `fold` (read and folded), `intent` (a write
+intent or reserved start is committed, nothing written yet), `store.written` / `store.before_rename` /
+`store.renamed` / `store.dir_synced` (a whole rollout: written, fsynced, renamed into place, its folder
+fsynced), `append.written` / `append.truncated` / `append.synced` (an append over our closing lines),
+then in the process that owns the ledger `before_commit` / `after_commit`.
+
+Owns nothing else; the points themselves sit where the work is (engine, store, record).
 """
 
 from __future__ import annotations

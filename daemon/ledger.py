@@ -5,6 +5,19 @@ after the rollout it describes is durable (the engine fsyncs first), one transac
 crash at any moment leaves every committed row true. A crash before the commit is repaired by the next
 run: thread ids and rollout paths are deterministic, so the rewrite lands on the same file.
 
+Durability, power loss included: WAL with `synchronous=FULL`. In WAL mode SQLite's levels mean:
+OFF never fsyncs (an OS crash can corrupt the file); NORMAL fsyncs the WAL only at checkpoints, so the
+database stays consistent but the last transactions committed before a power cut (not a process crash:
+those are in the OS's cache) can be rolled back; FULL fsyncs the WAL at every commit, so a committed
+transaction survives a power cut. A lost *commit* alone would be repaired (the rollout is at its
+deterministic path and is recognised as ours), but two of our rows protect a write that follows them
+and must not vanish after it: a reserved start (`reserve_start`: the thread id and rollout path of a
+session whose records carry no time; lost, the retry would pick a new start from the file's newer
+mtime — a second thread) and a write intent (`set_intent`: lost, our own interrupted append would look
+like Codex's — a conflict copy). Hence FULL for every connection; it costs one WAL fsync per
+transaction (README, "What it guarantees", has the measurement). The state folder's new entries are
+fsynced too (daemon/durable.py).
+
 Not thread-safe by itself: each thread opens its own `Ledger` (SQLite connections are cheap), or the
 caller serialises access.
 """
@@ -18,8 +31,8 @@ from pathlib import Path, PurePath
 
 import msgspec
 
+from daemon.durable import make_dirs_durable
 from daemon.fold import FoldState, state_decoder
-from daemon.private import make_dirs
 
 SCHEMA_VERSION = 3
 _MIGRATIONS: dict[int, str] = {
@@ -185,10 +198,10 @@ class Ledger:
         was opened (and migrated) by the parent, and a worker must not fail on someone else's lock."""
         self.path = path
         try:
-            make_dirs(path.parent)
+            make_dirs_durable(path.parent)
             self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
             self._wal()
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # a committed row survives power loss (docstring)
             self._db.execute("PRAGMA foreign_keys=ON")
             if migrate:
                 # v1 keyed sessions by path; for its two agents (Claude Code, Cursor) the id is the file stem

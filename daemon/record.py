@@ -7,6 +7,7 @@ ledger). One transaction per session, as it completes; the rollout is already fs
 
 from __future__ import annotations
 
+from daemon import faults
 from daemon.codex.mirror import MirrorQueue
 from daemon.engine import Outcome
 from daemon.ledger import Ledger
@@ -39,7 +40,9 @@ def record(ledger: Ledger, out: Outcome, log: object, mirror: MirrorQueue | None
         ledger.record_failure(out.source, out.session_id, out.path, out.message or out.kind,
                               out.stat if out.settled else None)
     elif out.row is not None:
+        faults.point("before_commit", out.path)  # the rollout is durable, its row not yet (tests/reliability)
         ledger.commit(out.row, out.superseded)
+        faults.point("after_commit", out.path)
     level, event = _EVENTS[out.kind]
     row = out.row
     fields = {"source": out.source, "session": out.session_id, "path": out.path,

@@ -2,7 +2,10 @@
 
 Owns every byte we put into the Codex home and how it is made durable: new and rewritten rollouts go
 through a temp file + fsync + rename (+ directory fsync), appends truncate our previous closing lines
-and fsync. Files are 0600, folders 0700. It knows nothing about sources or the ledger.
+and fsync. Every folder we create (a day folder, `thread-writer-locks/`, the Codex home) has its parent
+fsynced, so a new rollout's name survives a power cut too. Files are 0600, folders 0700. It knows
+nothing about sources or the ledger. Fault points (daemon/faults.py) sit between each write, fsync and
+rename, so the kill tests can stop us at exactly those moments.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from pathlib import Path
 import blake3
 import msgspec
 
+from daemon import faults
 from daemon.codex.lines import iso_ms
-from daemon.private import make_dirs, probe_writable
+from daemon.durable import fsync_dir, make_dirs_durable
+from daemon.private import probe_writable
 
 TAIL_BYTES = 4096
 
@@ -134,14 +139,6 @@ def _write_all(fd: int, data: bytes, offset: int) -> None:
         offset += n
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _open_temp(tmp: Path, path: Path) -> int:
     """The temp file `tmp`, locked by us and emptied. One name per thread, so a temp file a killed writer
     left is reused (and emptied) by the next write of that thread, and no write has to list the folder
@@ -173,7 +170,7 @@ def write_atomic(path: Path, chunks: Iterable[bytes]) -> tuple[int, bytes]:
     tmp = path.with_name(f".{path.name}.tmp")
     ours = False  # the temp file is ours to remove if the write fails
     try:
-        make_dirs(path.parent)
+        make_dirs_durable(path.parent)
         fd = _open_temp(tmp, path)
         ours = True
         try:
@@ -181,13 +178,17 @@ def write_atomic(path: Path, chunks: Iterable[bytes]) -> tuple[int, bytes]:
             for chunk in chunks:
                 _write_all(fd, chunk, size)
                 size += len(chunk)
+            faults.point("store.written", path)
             os.fsync(fd)
             digest = tail_hash(fd, size)
+            faults.point("store.before_rename", path)
             os.replace(tmp, path)  # still locked: no other writer can have opened it as its temp file
             ours = False
         finally:
             os.close(fd)
-        _fsync_dir(path.parent)
+        faults.point("store.renamed", path)
+        fsync_dir(path.parent)
+        faults.point("store.dir_synced", path)
         return size, digest
     except OSError as exc:
         if ours:
@@ -208,8 +209,11 @@ def append_after(path: Path, keep: int, data: bytes, restore: bytes) -> tuple[in
     try:
         try:
             _write_all(fd, data, keep)  # over our old closing lines, then past the end
+            faults.point("append.written", path)
             os.ftruncate(fd, keep + len(data))
+            faults.point("append.truncated", path)
             os.fsync(fd)
+            faults.point("append.synced", path)
             size = keep + len(data)
             return size, tail_hash(fd, size)
         except OSError as exc:
@@ -254,7 +258,7 @@ def writer_lock(codex_home: Path, thread_id: str) -> Iterator[None]:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         except FileNotFoundError:
-            make_dirs(folder)
+            make_dirs_durable(folder)
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise StoreError(f"cannot create Codex's writer lock {lock}: {exc.strerror}; check that the Codex "
@@ -280,7 +284,7 @@ def append_session_index(codex_home: Path, thread_id: str, title: str) -> None:
     path = codex_home / "session_index.jsonl"
     line = _encode_entry(SessionIndexEntry(thread_id, title, iso_ms(int(time.time() * 1000)))) + b"\n"
     try:
-        make_dirs(codex_home)
+        make_dirs_durable(codex_home)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.write(fd, line)  # one small O_APPEND write: never interleaved with Codex's own lines
