@@ -169,8 +169,11 @@ def acquire(state_dir: Path, env: Mapping[str, str] | None = None, *, now: float
                     raise AlreadyRunning(holder.pid if holder else None, state_dir,
                                          holder.role if holder else "daemon") from None
                 time.sleep(0.02)
+        # The version is shown only for the daemon; finding it (importlib.metadata) costs a one-shot
+        # `import` ~10 ms of start-up, so the other roles leave it out.
+        version = package_version() if role == "daemon" else "unknown"
         info = DaemonInfo(pid=os.getpid(), started_at=time.time() if now is None else now,
-                          manager=detect_manager(env), version=package_version(), role=role)
+                          manager=detect_manager(env), version=version, role=role)
         data = msgspec.json.encode(info) + b"\n"
         os.ftruncate(fd, 0)
         os.pwrite(fd, data, 0)

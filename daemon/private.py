@@ -8,7 +8,7 @@ exist are left as they are: they are not ours.
 from __future__ import annotations
 
 import os
-import tempfile
+import time
 from pathlib import Path
 
 
@@ -34,8 +34,11 @@ def probe_writable(folder: Path) -> str | None:
         probe = probe.parent
     if not probe.is_dir():
         return f"{probe} is not a folder"
+    # A name of our own (pid + clock) with O_EXCL rather than tempfile.mkstemp: every `import` probes the
+    # Codex home, and tempfile would add random and shutil to its start-up.
+    name = probe / f".session-syncd-probe-{os.getpid()}-{time.monotonic_ns()}"
     try:
-        fd, name = tempfile.mkstemp(prefix=".session-syncd-probe-", dir=probe)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         return f"{probe} is not writable ({exc.strerror})"
     os.close(fd)
