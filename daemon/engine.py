@@ -362,6 +362,9 @@ def _read_log(job: Job, out: Outcome) -> _Read | None:
         if not stat.S_ISREG(st.st_mode):
             raise _Skip(f"{path}: not a regular file; only files are sessions")
         out.stat = _stat_key(st)
+        beside = getattr(SOURCES[ident.kind], "beside_mtime_ns", None)
+        if beside is not None:  # files beside the log (a title) count as part of its version
+            out.stat = (st.st_size, max(st.st_mtime_ns, beside(ident)), st.st_ino)
         if row is not None and (row.size, row.mtime_ns, row.inode) == out.stat and row.path == str(path):
             if _fingerprint_ctime(row.prefix_hash) in (None, st.st_ctime_ns):
                 out.kind = "unchanged"  # nothing read
@@ -458,6 +461,8 @@ def _settle(job: Job, out: Outcome, read: _Read) -> None:
         out.row = msgspec.structs.replace(row, path=str(path), size=size, mtime_ns=mtime_ns, inode=inode,
                                           content_hash=content_hash, synced_at=time.time(), last_error=None,
                                           error_count=0)
+        if out.row.thread_id is not None and out.row.tombstoned_at is None:
+            _name(job.codex_home, out.row, out.row.fold_state, job.codex_compatible, _title_beside(job))
         return
     now = time.time()
     new = Row(source=ident.kind, path=str(path), session_id=ident.session_id, size=size,
@@ -474,7 +479,7 @@ def _settle(job: Job, out: Outcome, read: _Read) -> None:
         # Read whole (a same-size change, a touch after appends): the thread would not change. Remember
         # the new stat, fingerprint and state; a new title still goes to Codex.
         out.kind = "touched"
-        _name(job.codex_home, new, state, job.codex_compatible)
+        _name(job.codex_home, new, state, job.codex_compatible, _title_beside(job))
         return
     if not state.thread.turns:
         # No user message yet: remember what we read and write nothing. Unless this is a rewrite of a
@@ -542,7 +547,7 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
                     _intend(job, store.planned_state(chunks))
                     _write_full(new, rollout, chunks, len(carried))
                     out.kind = "rewritten"
-                _name(home, new, state, job.codex_compatible)
+                _name(home, new, state, job.codex_compatible, _title_beside(job))
                 new.updated_at = time.time()
                 return
         # Someone else wrote to (or removed) the thread: leave it alone, start the next generation.
@@ -581,7 +586,7 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
                                     reason="thread continued in Codex", at=time.time())
         new.generation, new.thread_id, out.kind = generation, thread, "conflict"
         out.message = f"{ident.path}: {rollout} was continued in Codex; wrote the session as thread {thread}"
-    _name(home, new, state, job.codex_compatible)
+    _name(home, new, state, job.codex_compatible, _title_beside(job))
     new.updated_at = time.time()
 
 
@@ -703,12 +708,19 @@ def _write_full(new: Row, rollout: Path, chunks: list[bytes], carried: int) -> N
     new.rollout_path = str(rollout)
 
 
-def _name(home: Path, new: Row, state: FoldState, codex_compatible: bool = False) -> None:
+def _title_beside(job: Job) -> str | None:
+    """A title the agent keeps beside the session (Copilot's workspace.yaml), if its plug-in reads one."""
+    reader = getattr(SOURCES[job.ident.kind], "title_beside", None)
+    return reader(job.ident) if reader is not None else None
+
+
+def _name(home: Path, new: Row, state: FoldState, codex_compatible: bool = False,
+          title_beside: str | None = None) -> None:
     s = state.source
     if codex_compatible:  # Codex's pick, recorded but not written: Codex's importer writes no session_index
         new.title = compat.title(s.custom_title, s.ai_title, state.thread.titles, state.thread.saw_user)
         return
-    title = choose(s.custom_title, s.ai_title, state.thread.fallback_title, state.thread.saw_user)
+    title = choose(s.custom_title or title_beside, s.ai_title, state.thread.fallback_title, state.thread.saw_user)
     if title and title != new.title:
         store.append_session_index(home, new.thread_id, title)
         new.title = title
