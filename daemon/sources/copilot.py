@@ -37,7 +37,6 @@ session's version, so a rename reaches the thread. Not read: the legacy single-o
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -286,6 +285,8 @@ def workspace_value(text: str, key: str) -> str | None:
             end = _closing_quote(value)
             if end < 0:
                 return None
+            import json  # here: `status` and a no-op import never need it (start-up time)
+
             try:
                 decoded = json.loads(value[: end + 1])
             except ValueError:

@@ -32,7 +32,6 @@ notices (not counted), `<session_context>` / `<hook_context>` injections (Gemini
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
@@ -380,6 +379,8 @@ def resolve_cwd(folder: str, marker: str | None, registry: Mapping[str, str], ca
             return path
     targets = {h for h in (folder if is_hash_dir(folder) else None, project_hash) if h}
     if targets:
+        import hashlib  # here: `status` and a no-op import never need it (start-up time)
+
         for path in [*registry, *candidates]:
             if os.path.isabs(path) and hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest() in targets:
                 return path

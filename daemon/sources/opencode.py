@@ -39,7 +39,6 @@ import math
 import os
 import re
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -497,6 +496,8 @@ def _drop(key: tuple[int, int, str]) -> None:
 def _with_db(db: Path, fn: Any) -> Any:
     """Run `fn(con, schema)` in one read transaction; a busy database is Incomplete (retried later), one
     that is gone or not OpenCode's is FileNotFoundError."""
+    import threading  # here: `status` and a no-op import never need it (start-up time)
+
     key = (os.getpid(), threading.get_ident(), str(db))
     st = os.stat(db)  # FileNotFoundError when it is gone
     entry = _OPEN.get(key)

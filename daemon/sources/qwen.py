@@ -47,7 +47,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import blake3
 import msgspec
 
 from daemon.codex.notes import compact_json, shows_anything
@@ -428,6 +427,8 @@ class QwenSource:
                 data = f.read()
         finally:
             os.close(fd)
+        import blake3  # here: `status` and a no-op import never need it (start-up time)
+
         state, messages = parse_session(data)
         return Snapshot(state=state, messages=messages, digest=blake3.blake3(data).digest())
 
