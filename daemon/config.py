@@ -44,6 +44,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     quiet_ms: int = 750
     max_wait_ms: int = 10_000
     rescan_interval_s: float = 600.0
+    poll_interval_s: float = 30.0  # folders the inotify watch limit left unwatched are listed this often
     shutdown_timeout_s: float = 10.0
     log_level: str = "info"
     # A source line longer than this is skipped and counted instead of being held in memory whole.
@@ -61,6 +62,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
             (self.quiet_ms > 0, "quiet_ms must be > 0"),
             (self.max_wait_ms >= self.quiet_ms, "max_wait_ms must be >= quiet_ms"),
             (self.rescan_interval_s > 0, "rescan_interval_s must be > 0"),
+            (self.poll_interval_s > 0, "poll_interval_s must be > 0"),
             (self.shutdown_timeout_s > 0, "shutdown_timeout_s must be > 0"),
             (self.max_sessions is None or self.max_sessions > 0, "max_sessions must be > 0"),
             (self.max_age_days is None or self.max_age_days > 0, "max_age_days must be > 0"),

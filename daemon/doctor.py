@@ -70,7 +70,7 @@ def check_inotify(folders: int, limit: int | None) -> Check:
            "sudo tee /etc/sysctl.d/90-session-syncd.conf && sudo sysctl --system")
     message = f"{folders} folder(s) to watch, limit {limit} (fs.inotify.max_user_watches)"
     if folders > limit:
-        return fail("inotify", message + "; changes in the rest are only seen by the periodic rescan", fix)
+        return fail("inotify", message + "; the daemon polls the rest every poll_interval_s", fix)
     if folders * INOTIFY_HEADROOM > limit:
         return warn("inotify", message + "; editors and other watchers share that limit", fix)
     return ok("inotify", message)
@@ -154,6 +154,16 @@ def read_watch_limit(path: Path = INOTIFY_LIMIT_FILE) -> int | None:
         return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+USER_NS_LIMIT_FILE = Path("/proc/sys/user/max_inotify_watches")
+
+
+def effective_watch_limit() -> int | None:
+    """The watch limit that applies to us: the system's, or a user namespace's own when lower (a
+    container, a sandbox); ENOSPC comes from whichever runs out first."""
+    limits = [n for n in (read_watch_limit(), read_watch_limit(USER_NS_LIMIT_FILE)) if n is not None]
+    return min(limits) if limits else None
 
 
 def check_codex_home(codex_home: Path) -> Check:
@@ -305,7 +315,7 @@ def checks(cfg: Config, paths: Paths, env: Mapping[str, str], *, config_path: Pa
     root_checks, existing = check_roots(cfg, env)
     yield from root_checks
     if (platform or sys.platform).startswith("linux"):
-        yield check_inotify(count_folders(existing), read_watch_limit())
+        yield check_inotify(count_folders(existing), effective_watch_limit())
     yield check_codex_home(paths.codex_home)
     yield check_codex(env)
     yield check_dir("state dir", paths.state_dir, "state dir")

@@ -66,6 +66,7 @@ EVENTS: Mapping[str, str] = MappingProxyType({
     "daemon.stopped": "the daemon exited cleanly",
     "watch.overflow": "the file watcher dropped events; a rescan follows",
     "watch.root_appeared": "a source root that did not exist appeared and is now watched",
+    "watch.polling": "the inotify watch limit ran out; unwatched folders are polled (`doctor` says the fix)",
     "import.done": "a one-shot `session-syncd import` finished (counts, `duration_ms`)",
     "notify.failed": "a message to the service manager (sd_notify) could not be sent; logged once",
     "pool.replaced": "a worker process died (its sessions failed and are retried); a new pool took over",

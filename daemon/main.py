@@ -400,8 +400,12 @@ class Daemon:
         rescan_send, rescan_recv = trio.open_memory_channel[str](1)
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(functools.partial(watch, wanted=self.wanted), [r.path for r in self.roots],
-                                    ev_send)
+                depths: dict[Path, int] = {}
+                for r in self.roots:  # each root watched only as deep as its source needs
+                    depths[r.path] = max(depths.get(r.path, 0), r.source.watch.depth)
+                await nursery.start(functools.partial(watch, wanted=self.wanted, depths=depths,
+                                                      poll_interval=self.cfg.poll_interval_s),
+                                    [r.path for r in self.roots], ev_send)
                 for _ in range(self.workers):
                     nursery.start_soon(self.worker, due_recv.clone(), path_send.clone(), nursery)
                 nursery.start_soon(self.backlog.feed, due_send)

@@ -1,9 +1,17 @@
-"""Watch agent session folders and hand changes to trio: the watchdog → trio bridge.
+"""Watch agent session folders and hand changes to trio.
 
-Owns: which folders the watchdog `Observer` watches, turning its events into three typed events, and
-getting them across the thread boundary without blocking watchdog and without losing anything silently.
-Must not: read, stat or hash session files, debounce, decide what a path means, or poll. Anything we
-cannot report precisely becomes one `Rescan` marker, and the daemon answers it with a full reconcile.
+Owns: the watcher API (`watching`, `watch`, the three typed events), the delivery policy into the
+caller's channel, and the two backends: on Linux daemon/inotify.py (one inotify fd read in the trio
+thread, non-recursive watches only as deep as each root's `depth`, polling of the folders left
+without a watch when `fs.inotify.max_user_watches` runs out, one `watch.polling` warning); elsewhere
+the watchdog → trio bridge described below (FSEvents watches recursively; events deeper than a
+root's depth are dropped by the filter). Must not: read or hash session files, debounce, or decide
+what a path means (the Linux backend lists and stats folders, only to watch and poll them). Anything
+we cannot report precisely becomes one `Rescan` marker, and the daemon answers it with a full reconcile.
+
+Symlinks are never followed: a symlinked folder inside a root is not watched (the scan does not
+import through it either), and a root that is itself a symlink is watched as the link's target only
+by the watchdog backend (see Known gaps).
 
 Theory of operation
 -------------------
@@ -58,11 +66,13 @@ import functools
 import logging
 import os
 import stat
-from collections.abc import AsyncIterator, Callable, Iterable
+import sys
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
 import trio
 from watchdog.events import (
     DirCreatedEvent,
@@ -102,6 +112,10 @@ class Rescan:
 
 
 WatchEvent = Changed | Deleted | Rescan
+
+
+DEFAULT_DEPTH = 8  # folders below a root, when the caller gives none (WatchSpec's default)
+POLL_INTERVAL_S = 30.0  # unwatched folders (the inotify watch limit ran out) are listed this often
 
 
 def is_jsonl(path: Path) -> bool:
@@ -384,22 +398,133 @@ def _stop(observer: BaseObserver, timeout: float) -> None:
         observer.join(timeout)
 
 
+def _specs(root_paths: tuple[str, ...], depths: Mapping[str | os.PathLike[str], int] | None) -> dict[str, int]:
+    given = {os.path.abspath(os.fspath(k)): v for k, v in (depths or {}).items()}
+    return {root: given.get(root, DEFAULT_DEPTH) for root in root_paths}
+
+
+def _within_depth(depth_of: dict[str, int], wanted: Callable[[Path], bool]) -> Callable[[Path], bool]:
+    """The watchdog backend's filter: `wanted`, and no deeper below some root than that root asks."""
+    def check(path: Path) -> bool:
+        if not wanted(path):
+            return False
+        folder = os.fspath(path.parent)
+        for root, depth in depth_of.items():
+            if folder == root or folder.startswith(root + os.sep):
+                if (0 if folder == root else folder[len(root) + 1:].count(os.sep) + 1) <= depth:
+                    return True
+        return False
+    return check
+
+
 @asynccontextmanager
 async def watching(
     roots: Iterable[str | os.PathLike[str]],
     send: trio.MemorySendChannel[WatchEvent],
     *,
     wanted: Callable[[Path], bool] = is_jsonl,
+    depths: Mapping[str | os.PathLike[str], int] | None = None,
+    poll_interval: float = POLL_INTERVAL_S,
     stop_timeout: float = 5.0,
+    backend: str = "auto",
 ) -> AsyncIterator[None]:
     """Watch `roots` (which need not exist yet) and send `WatchEvent`s to `send` while inside.
 
     Watches are active when the body starts, so a scan the caller starts then cannot miss a change.
-    `wanted(path)` selects the files that matter (called in a watchdog thread: keep it cheap and pure).
-    Leaving stops and joins watchdog's threads, within about `stop_timeout` seconds. `send` is not
-    closed here (see `watch` for the task form that owns it).
+    `wanted(path)` selects the files that matter (keep it cheap and pure). `depths` maps a root to how
+    many folders below it its files may be (default `DEFAULT_DEPTH`). `send` is not closed here (see
+    `watch` for the task form that owns it). `backend` "watchdog" forces the portable backend (tests).
     """
     root_paths = _normalize(roots)
+    depth_of = _specs(root_paths, depths)
+    if backend == "inotify" or backend == "auto" and sys.platform.startswith("linux"):
+        async with _watching_inotify(depth_of, send, wanted, poll_interval):
+            yield
+    else:
+        async with _watching_watchdog(root_paths, send, _within_depth(depth_of, wanted), stop_timeout):
+            yield
+
+
+@asynccontextmanager
+async def _watching_inotify(depth_of: dict[str, int], send: trio.MemorySendChannel[WatchEvent],
+                            wanted: Callable[[Path], bool], poll_interval: float) -> AsyncIterator[None]:
+    from daemon.inotify import Inotify, RootSpec, Tree
+
+    delivery = _Delivery(send, trio.lowlevel.current_trio_token())
+    ino = Inotify()
+    tree = Tree(ino, tuple(RootSpec(r, d) for r, d in depth_of.items()), wanted)
+    lock = trio.Lock()  # one task at a time changes the watches (reader or poller)
+    polling = trio.Event()  # set once some folder is polled
+    warned = False
+
+    def degraded() -> None:
+        nonlocal warned
+        if tree.polled and not polling.is_set():
+            polling.set()
+        if tree.limit_hit and not warned:
+            warned = True
+            structlog.get_logger("session_syncd").warning(
+                "watch.polling", folders=len(tree.polled), interval_s=poll_interval,
+                error=(f"the inotify watch limit (fs.inotify.max_user_watches) is reached: {len(tree.polled)} "
+                       f"folder(s) are polled every {poll_interval:g} s instead; raise it: sudo sysctl "
+                       "fs.inotify.max_user_watches=524288 (see `session-syncd doctor`)"))
+
+    async def reader() -> None:
+        while True:
+            await trio.lowlevel.wait_readable(ino.fd)
+            async with lock:
+                events = ino.read()
+                out: list[WatchEvent] = []
+                new_dirs: list[str] = []
+                overflow, roots_dirty = tree.handle(events, out, new_dirs)  # type: ignore[arg-type]
+                for ev in out:
+                    delivery.deliver(ev)
+                if new_dirs:
+                    found: list[Path] = []
+                    await trio.to_thread.run_sync(lambda: [tree.add_tree(d, found) for d in new_dirs])
+                    for path in found:
+                        delivery.deliver(Changed(path))
+                if overflow or roots_dirty:
+                    reasons = await trio.to_thread.run_sync(functools.partial(tree.reconcile_roots,
+                                                                              rewatch=overflow))
+                    if overflow:
+                        reasons.insert(0, "inotify queue overflow")
+                    for reason in reasons:
+                        delivery.deliver(Rescan(reason))  # only now: the new watches are active
+                degraded()
+
+    async def poller() -> None:
+        await polling.wait()
+        while True:
+            await trio.sleep(poll_interval)
+            async with lock:
+                if not tree.polled:
+                    continue
+                out: list[WatchEvent] = []
+                await trio.to_thread.run_sync(tree.poll, out)
+                for ev in out:
+                    delivery.deliver(ev)
+
+    try:
+        await trio.to_thread.run_sync(tree.reconcile_roots)
+        degraded()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(delivery.pay_rescans)
+            nursery.start_soon(reader)
+            nursery.start_soon(poller)
+            try:
+                yield
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        trio.lowlevel.notify_closing(ino.fd)
+        ino.close()
+
+
+@asynccontextmanager
+async def _watching_watchdog(root_paths: tuple[str, ...], send: trio.MemorySendChannel[WatchEvent],
+                             wanted: Callable[[Path], bool], stop_timeout: float) -> AsyncIterator[None]:
+    """The watchdog backend (macOS and other non-Linux systems): recursive watches, see the docstring."""
     delivery = _Delivery(send, trio.lowlevel.current_trio_token())
     observer = Observer()  # on Linux this already starts the inotify reader thread
     tracker = _Roots(observer, root_paths, wanted, delivery)
@@ -441,10 +566,12 @@ async def watch(
     send: trio.MemorySendChannel[WatchEvent],
     *,
     wanted: Callable[[Path], bool] = is_jsonl,
+    depths: Mapping[str | os.PathLike[str], int] | None = None,
+    poll_interval: float = POLL_INTERVAL_S,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The task form for the daemon's nursery: `await nursery.start(watch, roots, send)` returns once
     the watches are active. Runs until cancelled, then closes `send`."""
-    async with send, watching(roots, send, wanted=wanted):
+    async with send, watching(roots, send, wanted=wanted, depths=depths, poll_interval=poll_interval):
         task_status.started()
         await trio.sleep_forever()

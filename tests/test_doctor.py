@@ -172,8 +172,8 @@ def test_inotify_limit() -> None:
     over = doctor.check_inotify(300_000, 8192)
     assert over.level == "FAIL"
     assert over.line() == (
-        "FAIL  inotify     300000 folder(s) to watch, limit 8192 (fs.inotify.max_user_watches); changes in the rest "
-        "are only seen by the periodic rescan; fix: raise the limit: echo fs.inotify.max_user_watches=2097152 | "
+        "FAIL  inotify     300000 folder(s) to watch, limit 8192 (fs.inotify.max_user_watches); the daemon polls "
+        "the rest every poll_interval_s; fix: raise the limit: echo fs.inotify.max_user_watches=2097152 | "
         "sudo tee /etc/sysctl.d/90-session-syncd.conf && sudo sysctl --system")
     assert doctor.check_inotify(3, None).level == "ok"
 

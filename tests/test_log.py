@@ -265,7 +265,7 @@ def test_events_cover_the_documented_names() -> None:
         "session.imported", "session.appended", "session.rewritten", "session.unchanged",
         "session.skipped", "session.conflict", "session.deferred", "source.error", "source.deleted",
         "rescan.started", "rescan.done", "daemon.started", "daemon.ready", "daemon.reload",
-        "daemon.stopping", "daemon.stopped", "watch.overflow", "watch.root_appeared", "import.done",
+        "daemon.stopping", "daemon.stopped", "watch.overflow", "watch.root_appeared", "watch.polling", "import.done",
         "notify.failed", "pool.replaced", "session.adopted",
     }
     assert set(log.EVENTS) == expected

@@ -1,9 +1,10 @@
-"""The watchdog → trio bridge on real inotify, real temp folders, no mocks.
+"""The watcher on real inotify, real temp folders, no mocks: the Linux backend (daemon/inotify.py) by
+default, the watchdog bridge (the macOS backend) where a test says `backend="watchdog"`.
 
 These are correctness tests: every wait is bounded by a generous `trio.fail_after`, and no test
 asserts a latency. Ordering is what we rely on instead: events for one watcher reach the channel in
-the order watchdog dispatched them, so "the first event after X" is a sound check that nothing
-unwanted came before it.
+the order the kernel reported them, so "the first event after X" is a sound check that nothing
+unwanted came before it. The watch limit (ENOSPC) is tested in tests/reliability/test_inotify_limits.py.
 """
 
 from __future__ import annotations
@@ -230,12 +231,88 @@ def test_task_form_reports_started_and_closes_its_channel(tmp_path: Path) -> Non
     run(main)
 
 
-def test_threads_are_joined_on_exit(tmp_path: Path) -> None:
+def _inotify_watches() -> int:
+    """Watches this process holds, as the kernel lists them (/proc/self/fdinfo of inotify fds)."""
+    total = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            if Path(f"/proc/self/fd/{fd.name}").readlink().name == "anon_inode:inotify":
+                total += Path(f"/proc/self/fdinfo/{fd.name}").read_text().count("inotify wd:")
+        except OSError:
+            pass
+    return total
+
+
+def test_no_threads_and_the_inotify_fd_is_closed_on_exit(tmp_path: Path) -> None:
     async def main() -> None:
         send, _receive = trio.open_memory_channel[WatchEvent](100)
+        before = _inotify_watches()
+        threads = set(threading.enumerate())
         async with watching([tmp_path, tmp_path / "missing" / "root"], send):
+            assert _inotify_watches() > before
+            assert not [t for t in threading.enumerate() if isinstance(t, BaseThread)]
+        assert _inotify_watches() == before
+        assert set(threading.enumerate()) <= threads | {t for t in threading.enumerate() if "trio" in t.name}
+
+    run(main)
+
+
+def test_watchdog_backend_threads_are_joined_on_exit(tmp_path: Path) -> None:
+    async def main() -> None:
+        send, _receive = trio.open_memory_channel[WatchEvent](100)
+        async with watching([tmp_path, tmp_path / "missing" / "root"], send, backend="watchdog"):
             assert any(isinstance(t, BaseThread) for t in threading.enumerate())
         assert not [t for t in threading.enumerate() if isinstance(t, BaseThread)]
+
+    run(main)
+
+
+@pytest.mark.parametrize("backend", ["inotify", "watchdog"])
+def test_only_as_deep_as_the_root_asks(tmp_path: Path, backend: str) -> None:
+    """depth 1 (Claude Code: <root>/<project>/<id>.jsonl): a file deeper is not reported, and with
+    inotify the folders below depth 1 cost no watch (the kernel's own count says so)."""
+    root = tmp_path / "projects"
+    deep = root / "proj" / "sess" / "subagents"
+    deep.mkdir(parents=True)
+    for i in range(20):
+        (root / "proj" / f"tool-results-{i}").mkdir()
+
+    async def main() -> None:
+        send, receive = trio.open_memory_channel[WatchEvent](100)
+        before = _inotify_watches()
+        async with watching([root], send, depths={root: 1}, backend=backend):
+            if backend == "inotify":
+                assert _inotify_watches() - before == 3  # projects, proj, and the anchor on its parent
+            write(deep / "agent.jsonl")  # below depth: not reported
+            (root / "proj" / "sess" / "later").mkdir()
+            write(root / "proj" / "sess" / "later" / "x.jsonl")
+            newproj = root / "proj2"
+            newproj.mkdir()  # a project folder made later is watched (depth 1)
+            write(newproj / "s.jsonl")
+            assert await until(receive, Changed(newproj / "s.jsonl")) == []
+            write(root / "proj" / "s.jsonl")
+            assert await until(receive, Changed(root / "proj" / "s.jsonl")) == []
+
+    run(main)
+
+
+def test_folder_made_and_filled_at_once_is_reported(tmp_path: Path) -> None:
+    """A folder and its file written before the watch on the folder can exist: the listing reports it."""
+    root = tmp_path / "projects"
+    root.mkdir()
+
+    async def main() -> None:
+        send, receive = trio.open_memory_channel[WatchEvent](100)
+        async with watching([root], send, depths={root: 2}):
+            tmp = tmp_path / "staging"
+            (tmp / "inner").mkdir(parents=True)
+            write(tmp / "a.jsonl")
+            write(tmp / "inner" / "b.jsonl")
+            tmp.rename(root / "proj")  # moved in whole: no event is ever raised inside it
+            seen = {await receive.receive() for _ in range(2)}
+            assert seen == {Changed(root / "proj" / "a.jsonl"), Changed(root / "proj" / "inner" / "b.jsonl")}
+            write(root / "proj" / "inner" / "b.jsonl")  # and it is watched from now on
+            await until(receive, Changed(root / "proj" / "inner" / "b.jsonl"))
 
     run(main)
 
