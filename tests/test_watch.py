@@ -291,7 +291,8 @@ def test_only_as_deep_as_the_root_asks(tmp_path: Path, backend: str) -> None:
             write(newproj / "s.jsonl")
             assert await until(receive, Changed(newproj / "s.jsonl")) == []
             write(root / "proj" / "s.jsonl")
-            assert await until(receive, Changed(root / "proj" / "s.jsonl")) == []
+            # Nothing from below depth 1 came in between (watchdog may repeat the new file's Changed).
+            assert set(await until(receive, Changed(root / "proj" / "s.jsonl"))) <= {Changed(newproj / "s.jsonl")}
 
     run(main)
 
