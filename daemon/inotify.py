@@ -70,8 +70,8 @@ class Inotify:
             raise OSError(err, f"inotify_init1: {os.strerror(err)} (fs.inotify.max_user_instances)")
         self.fd = fd
 
-    def add(self, path: str) -> int:
-        wd = _libc.inotify_add_watch(self.fd, os.fsencode(path), MASK)
+    def add(self, path: str, *, follow: bool = False) -> int:
+        wd = _libc.inotify_add_watch(self.fd, os.fsencode(path), MASK & ~IN_DONT_FOLLOW if follow else MASK)
         if wd < 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err), path)
@@ -99,10 +99,11 @@ class Inotify:
         os.close(self.fd)
 
 
-def dir_ident(path: str) -> tuple[int, int] | None:
-    """(st_dev, st_ino) of a real directory (a symlink is not followed), None otherwise."""
+def dir_ident(path: str, *, follow: bool = False) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of a directory, None otherwise; a symlink is followed only with `follow` (a root
+    the user named may be a link; nothing found inside a root is followed)."""
     try:
-        st = os.lstat(path)
+        st = os.stat(path) if follow else os.lstat(path)
     except OSError:
         return None
     return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
@@ -161,7 +162,7 @@ class Tree:
         if folder in self.path_wd:
             return True
         try:
-            wd = self.ino.add(folder)
+            wd = self.ino.add(folder, follow=any(r.path == folder for r in self.roots))
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 self.limit_hit = True
@@ -222,7 +223,7 @@ class Tree:
         for _ in range(_MAX_ROUNDS):
             moved = False
             for r in self.roots:
-                ident = dir_ident(r.path)
+                ident = dir_ident(r.path, follow=True)
                 if ident != self.root_ident.get(r.path):
                     moved = True
                     self.forget(r.path)
@@ -254,7 +255,7 @@ class Tree:
                 self.path_wd[folder] = wd
                 self.anchors.add(folder)
             rewatch = False
-            if not moved and all(dir_ident(r.path) == self.root_ident.get(r.path) for r in self.roots):
+            if not moved and all(dir_ident(r.path, follow=True) == self.root_ident.get(r.path) for r in self.roots):
                 break
         for r in self.roots:
             old, new = before.get(r.path), self.root_ident.get(r.path)

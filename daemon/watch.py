@@ -9,9 +9,8 @@ root's depth are dropped by the filter). Must not: read or hash session files, d
 what a path means (the Linux backend lists and stats folders, only to watch and poll them). Anything
 we cannot report precisely becomes one `Rescan` marker, and the daemon answers it with a full reconcile.
 
-Symlinks are never followed: a symlinked folder inside a root is not watched (the scan does not
-import through it either), and a root that is itself a symlink is watched as the link's target only
-by the watchdog backend (see Known gaps).
+Symlinks inside a root are never followed (a symlinked folder there is not watched); a root that is
+itself a symlink (a dotfiles setup) is followed, and its events carry the root's own path.
 
 Theory of operation
 -------------------

@@ -386,3 +386,19 @@ with open({str(flag_file)!r}, "r+b") as f, mmap.mmap(f.fileno(), 1) as m:
             await until(receive, Changed(root / "after.jsonl"))
 
     run(main)
+
+
+def test_a_root_that_is_a_symlink_is_watched_through_it(tmp_path: Path) -> None:
+    """~/.claude/projects may be a link (dotfiles); what is inside a root is never followed."""
+    real = tmp_path / "real-projects"
+    (real / "proj").mkdir(parents=True)
+    root = tmp_path / "projects"
+    root.symlink_to(real, target_is_directory=True)
+
+    async def main() -> None:
+        send, receive = trio.open_memory_channel[WatchEvent](100)
+        async with watching([root], send, depths={root: 1}):
+            write(real / "proj" / "s.jsonl")
+            assert await until(receive, Changed(root / "proj" / "s.jsonl")) == []
+
+    run(main)
