@@ -20,6 +20,7 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -291,8 +292,6 @@ def check(world: World, adopted: frozenset[str] = frozenset()) -> None:
 
 
 def _rows_at(state: Path) -> dict[str, dict[str, Any]]:
-    import sqlite3
-
     db = sqlite3.connect(f"file:{state / 'session-syncd' / 'ledger.sqlite3'}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
@@ -462,7 +461,10 @@ def _wait_synced_or_dead(world: World, daemon: DaemonProc, timeout: float = 60.0
     while time.monotonic() < deadline:
         if not daemon.alive():
             return False
-        if all(synced(world.tree, p) for p in world.paths()):
-            return True
+        try:
+            if all(synced(world.tree, p) for p in world.paths()):
+                return True
+        except sqlite3.OperationalError:  # the first daemon has created the ledger, not its tables yet
+            pass
         time.sleep(0.02)
     raise AssertionError(f"not synced within {timeout}s\n{daemon.stderr()}")
