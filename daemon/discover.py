@@ -49,13 +49,16 @@ def discover(cfg: Config, env: Mapping[str, str], now: float | None = None) -> t
     warnings: list[str] = []
     found: list[Found] = []
     for root in roots(cfg, env):
-        if not root.path.is_dir():
+        linked: dict[Path, bool] = {}  # folder → whether it, or a folder above it in the root, is a symlink
+        if not (root.path.is_dir() or root.path.is_file()):  # a file root: a database named by the user
             if root.explicit:
                 warnings.append(f"{root.source.kind} folder {root.path} does not exist; fix the path in the config "
                                 f"or the --{root.source.kind}-root flag")
             continue
         try:
             for ident in root.source.discover(root.path):
+                if _through_symlink(root.path, ident.path, linked):
+                    continue  # the roots are what the user gave us: a link inside one is not followed
                 try:
                     found.append(Found(ident, root.source.version(ident)))
                 except OSError as exc:
@@ -75,6 +78,26 @@ def discover(cfg: Config, env: Mapping[str, str], now: float | None = None) -> t
     if cfg.max_sessions is not None:
         found = found[: cfg.max_sessions]
     return found, warnings
+
+
+def _through_symlink(root: Path, path: Path, linked: dict[Path, bool]) -> bool:
+    """Whether `path` (below `root`) is a symlink or lies in a symlinked folder below `root` (a root
+    that is itself a link is followed: the user named it). One lstat per folder, cached, and per file."""
+    try:
+        if path.is_symlink():
+            return True
+    except OSError:
+        return False
+    folder = path.parent
+    chain = []
+    while folder != root and folder not in linked and root in folder.parents:
+        chain.append(folder)
+        folder = folder.parent
+    verdict = linked.get(folder, False)
+    for f in reversed(chain):
+        verdict = verdict or f.is_symlink()
+        linked[f] = verdict
+    return verdict
 
 
 @dataclass(slots=True)

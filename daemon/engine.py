@@ -23,6 +23,7 @@ a worker process. It never raises for bad input: every outcome, failures include
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import sqlite3
 import stat
@@ -356,7 +357,12 @@ def _read_log(job: Job, out: Outcome) -> _Read | None:
     """A log session: only the bytes appended since the last sync when the folded prefix is intact."""
     ident, row = job.ident, job.row
     path = ident.path
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO named *.jsonl must not block a worker
+    try:  # a FIFO named *.jsonl must not block a worker; a symlink is not followed out of the roots
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise _Skip(f"{path}: is a symbolic link; only files inside the source folders are sessions") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -72,11 +72,11 @@ def state_decoder(kind: str) -> Callable[[bytes], FoldState]:
     return msgspec.msgpack.Decoder(FoldState[state_type]).decode
 
 
-_encode_message = msgspec.msgpack.Encoder().encode
+_encode_message = msgspec.json.Encoder().encode  # JSON, not msgpack: a tool input may hold an int past 64 bits
 
 
 def message_digest(messages: list[Message]) -> bytes:
-    """A chained digest of messages (blake3 over each one's msgpack encoding, in order): equal digests of
+    """A chained digest of messages (blake3 over each one's JSON encoding, in order): equal digests of
     the first n messages mean a snapshot still starts with what we wrote."""
     import blake3  # here, not at the top: `status` imports the ledger, which imports this module
 

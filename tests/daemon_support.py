@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -202,9 +203,17 @@ class DaemonProc:
 
 
 def ledger_row(tree: Tree, path: Path) -> dict[str, Any] | None:
+    """The session's row, or None while there is none — also while a (re)starting daemon is still
+    creating the ledger (the file exists before its schema does)."""
     if not tree.ledger_path.exists():
         return None
-    for row in ledger_rows(tree):
+    try:
+        rows = ledger_rows(tree)
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
+    for row in rows:
         if row["path"] == str(path):
             return row
     return None

@@ -77,8 +77,6 @@ def test_files_0600_folders_0700_after_import_and_daemon(tmp_path: Path) -> None
     assert _check_private(tree.state / "session-syncd") == []
 
 
-@pytest.mark.xfail(strict=True, reason="discovery follows symlinks today (daemon/discover.py, sources' "
-                   "discover and base.project_dirs): the fix is proposed to their owner")
 def test_symlinks_out_of_the_roots_are_not_followed(tmp_path: Path) -> None:
     """Decision: a session reached through a symlink (a symlinked project folder, or a symlinked
     session file) is not imported, wherever it points: the roots are what the user gave us."""
