@@ -64,8 +64,10 @@ def test_every_agent_grown_live_stays_in_one_thread_that_equals_a_fresh_import(t
                 for s in live:
                     s.grow()
                 wait_shown(tree, live, threads, d)
-                appended = {e["thread_id"] for e in d.find("session.appended", mark)}
-                assert {threads[s.key] for s in live} <= appended, d.find("session.appended", mark)
+                # (the rollout is written before the ledger commit that precedes the log line)
+                wait_until(lambda: {threads[s.key] for s in live} <= {e["thread_id"] for e in
+                                                                      d.find("session.appended", mark)},
+                           SYNC_TIMEOUT, "a session.appended for every live session", d)
                 for kind in ("session.imported", "session.conflict", "session.rewritten"):
                     assert not d.find(kind, mark), d.find(kind, mark)
 
