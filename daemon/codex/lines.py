@@ -142,22 +142,28 @@ def iso_ms(ms: int) -> str:
             f".{milli:03d}Z")
 
 
-class Stamper:
-    """`iso_ms` as bytes, remembering the date of the last day seen: the lines of one rollout mostly
-    share a day, and formatting the date is most of the cost. One per render call (no shared state)."""
+_MILLIS = tuple(b"%03dZ" % ms for ms in range(1000))
 
-    __slots__ = ("_day", "_date")
+
+class Stamper:
+    """`iso_ms` as bytes, remembering the date of the last day and the last second seen: the lines of
+    one rollout mostly share a day, and formatting is most of the cost. One per render call (no shared
+    state)."""
+
+    __slots__ = ("_day", "_date", "_sec", "_head")
 
     def __init__(self) -> None:
-        self._day, self._date = -1, ""
+        self._day, self._date, self._sec, self._head = -1, "", -1, b""
 
     def __call__(self, ms: int) -> bytes:
         sec, milli = divmod(ms, 1000)
-        day, rest = divmod(sec, 86400)
-        if day != self._day:
-            self._day, self._date = day, iso_ms(day * 86_400_000)[:11]
-        hours, rest = divmod(rest, 3600)
-        return f"{self._date}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}.{milli:03d}Z".encode()
+        if sec != self._sec:
+            day, rest = divmod(sec, 86400)
+            if day != self._day:
+                self._day, self._date = day, iso_ms(day * 86_400_000)[:11]
+            hours, rest = divmod(rest, 3600)
+            self._sec, self._head = sec, f"{self._date}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}.".encode()
+        return self._head + _MILLIS[milli]
 
 
 def encode(timestamp_ms: int, kind: str, payload: _Payload | SessionMeta | CodexSessionMeta) -> bytes:

@@ -9,6 +9,7 @@ not sessions of their own.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +20,7 @@ from daemon.codex.text import trim
 from daemon.sources.base import Identity, ParseContext, SourceState, Version, WatchSpec, project_dirs, stat_version
 from daemon.sources.timestamps import record_ts_ms
 from daemon.codex.notes import shows_anything
-from daemon.sources.blocks import ConversationRecord, content_parts, read_record, unwrap_user_query
+from daemon.sources.blocks import ConversationRecord, DayStamps, TypedRecord, read_typed, unwrap_user_query
 from daemon.transcript import Message, Text, plain_text
 
 
@@ -30,7 +31,18 @@ class Record(ConversationRecord):
     aiTitle: Any = None
 
 
+class TypedClaudeRecord(TypedRecord):
+    """Record with a typed `message` (blocks.TypedRecord): the common line, decoded without dicts."""
+
+    type: Any = None
+    gitBranch: Any = None
+    customTitle: Any = None
+    aiTitle: Any = None
+
+
 _decode = msgspec.json.Decoder(Record).decode
+_decode_typed = msgspec.json.Decoder(TypedClaudeRecord).decode
+_ts_ms = DayStamps(record_ts_ms)
 
 
 def _title(value: object) -> str | None:
@@ -51,14 +63,20 @@ class ClaudeSource:
 
     def discover(self, root: Path) -> Iterator[Identity]:
         for project in project_dirs(root):
-            try:
-                names = sorted(project.iterdir())
+            try:  # scandir: the entry's type comes with the listing (one stat per file, not two)
+                with os.scandir(project) as it:
+                    entries = sorted((e.name, e) for e in it if e.name.endswith(".jsonl") and e.name != ".jsonl"
+                                     and not e.name.startswith("agent-"))
             except OSError:
                 continue
-            for path in names:
-                ident = self.identify(root, path)
-                if ident is not None and path.is_file():
-                    yield ident
+            for name, entry in entries:
+                try:
+                    is_file = entry.is_file()
+                except OSError:
+                    continue
+                if is_file:
+                    path = project / name
+                    yield Identity(self.kind, path.stem, path)
 
     def identify(self, root: Path, path: Path) -> Identity | None:
         if path.suffix != ".jsonl" or path.name.startswith("agent-") or path.parent.parent != root:
@@ -72,9 +90,10 @@ class ClaudeSource:
         return None  # every conversation record carries its cwd
 
     def parse_line(self, state: SourceState, line: bytes, ctx: ParseContext) -> Message | None:
-        rec = read_record(_decode, state, line)
-        if rec is None:
+        read = read_typed(_decode_typed, _decode, state, line)
+        if read is None:
             return None
+        rec, parts = read
         if isinstance(rec.gitBranch, str) and rec.gitBranch and rec.gitBranch != "HEAD":
             state.git_branch = rec.gitBranch
         kind = rec.type
@@ -88,10 +107,9 @@ class ClaudeSource:
             return None
         if rec.injected():
             return None
-        ts = record_ts_ms(rec.timestamp, rec.timestamp_ms)
+        ts = _ts_ms(rec.timestamp, rec.timestamp_ms)
         if state.start_ms is None and ts is not None:
             state.start_ms = ts
-        parts = content_parts(rec.content())
         if not shows_anything(parts):
             return None
         if kind == "user" and (text := plain_text(parts)) is not None:
