@@ -52,7 +52,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-TARGET_B, TARGET_C = 0.2, 0.05
+TARGET_B, TARGET_C = 0.15, 0.03  # issue 11
 
 
 def _load_helper():

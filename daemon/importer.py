@@ -24,6 +24,7 @@ from daemon.ledger import Ledger
 if TYPE_CHECKING:  # imported where used: an import with nothing to sync needs neither (start-up time)
     import concurrent.futures as cf
 
+    from daemon.codex.mirror import MirrorQueue
     from daemon.engine import Job, Outcome
 
 
@@ -180,6 +181,8 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
                         f"{paths.ledger} ({exc}); free space in the state dir and run import again"
                 _count(summary, out)
                 progress.advance(out.bytes_read)
+                if mirror is not None and out.kind == "imported" and out.row is not None:
+                    _prehash(mirror, out)
                 if mirror is not None and mirror.due():
                     summary.errors.extend(mirror.write(mirror.take()))
             if mirror is not None:
@@ -189,6 +192,20 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
         ledger.close()
     summary.duration_s = time.perf_counter() - began
     return summary
+
+
+def _prehash(mirror: MirrorQueue, out: Outcome) -> None:
+    """Hash a newly imported source for Codex's import ledger now, while the workers fold the others (the
+    flush at the end then only checks its tail): otherwise every source is hashed after the last one is
+    imported, one after the other. A problem is left to the flush, which reports it."""
+    from daemon.codex import codex_ledger
+    from daemon.codex.mirror import CODEX_KINDS
+
+    if out.source in CODEX_KINDS and mirror.tracker is not None:
+        try:
+            mirror.tracker.digest(codex_ledger.canonical(out.path))
+        except OSError:
+            pass
 
 
 def _codex_imports(paths: Paths, new: list, summary: Summary) -> dict[str, tuple[str, str]]:
