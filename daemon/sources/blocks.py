@@ -36,17 +36,12 @@ class ConversationRecord(msgspec.Struct):
     def content(self) -> object:
         return self.message.get("content") if isinstance(self.message, dict) else None
 
-    def parts(self) -> tuple[Part, ...]:
-        """The message's content as neutral parts."""
-        return content_parts(self.content())
-
     def injected(self) -> bool:
         """Meta (injected context) and sidechain (subagent) records are not conversation turns."""
         return self.isMeta is True or self.isSidechain is True
 
 
 R = TypeVar("R", bound=ConversationRecord)
-T = TypeVar("T", bound="TypedRecord")
 
 
 def read_record(decode: Callable[[bytes], R], state: SourceState, line: bytes) -> R | None:
@@ -60,95 +55,6 @@ def read_record(decode: Callable[[bytes], R], state: SourceState, line: bytes) -
     if state.cwd is None and isinstance(rec.cwd, str) and rec.cwd:
         state.cwd = rec.cwd
     return rec
-
-
-# -- the typed fast path ----------------------------------------------------------------------------
-# Decoding `message` as `Any` builds a dict for every key of it (usage, model, ids) and for every block.
-# These Structs decode only the keys the parts are made of and skip the rest unparsed. They accept a
-# subset of what the loose `Any` records accept (content a string, null or a list of objects; message an
-# object or null); a plug-in falls back to its loose record when they reject a line, so what a line gives
-# never depends on which path read it (tests/sources/test_blocks.py checks the two agree).
-
-
-class Block(msgspec.Struct):
-    """One content block, only the keys `content_parts` reads (each `Any`, as in the loose path)."""
-
-    type: Any = None
-    text: Any = None
-    name: Any = None
-    input: Any = msgspec.UNSET  # a tool_use without input has none (ToolCall.input UNSET), not null
-    content: Any = None
-    is_error: Any = None
-
-
-class Body(msgspec.Struct):
-    """`message` with only its content."""
-
-    content: str | list[Block] | None = None
-
-
-class TypedRecord(msgspec.Struct):
-    """ConversationRecord's fields with `message` typed: the fast path's record (subclassed per source)."""
-
-    cwd: Any = None
-    timestamp: Any = None
-    timestamp_ms: Any = None
-    isMeta: Any = None
-    isSidechain: Any = None
-    message: Body | None = None
-
-    def parts(self) -> tuple[Part, ...]:
-        body = self.message
-        if body is None:
-            return ()
-        content = body.content
-        if content is None:
-            return ()
-        if type(content) is str:
-            return (Text(content),)
-        return block_parts(content)
-
-    def injected(self) -> bool:
-        return self.isMeta is True or self.isSidechain is True
-
-
-def block_parts(blocks: list[Block]) -> tuple[Part, ...]:
-    """`content_parts` for typed blocks: the same parts, in order."""
-    parts: list[Part] = []
-    for block in blocks:
-        kind = block.type
-        if kind == "text":
-            text = block.text
-            if type(text) is str and text:
-                parts.append(Text(text))
-        elif kind == "tool_use":
-            name = block.name
-            parts.append(ToolCall(name if type(name) is str else None, block.input))
-        elif kind == "tool_result":
-            parts.append(ToolResult(_result_text(block.content), block.is_error is True))
-        elif kind == "thinking":
-            parts.append(Reasoning())
-        elif kind == "image":
-            parts.append(Image())
-        elif kind is not None:
-            parts.append(Unsupported(kind if isinstance(kind, str) else compact_json(kind)))
-    return tuple(parts)
-
-
-def read_typed(fast: Callable[[bytes], T], loose: Callable[[bytes], R], state: SourceState,
-               line: bytes) -> tuple[T | R, tuple[Part, ...]] | None:
-    """`read_record` and the record's parts, trying the typed decoder first. A line it rejects goes
-    through the loose one, so what a line gives, or whether it is counted as malformed (once), never
-    depends on the path; only a rejected line is decoded twice."""
-    try:
-        rec = fast(line)
-        parts = rec.parts()
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        loose_rec = read_record(loose, state, line)
-        return None if loose_rec is None else (loose_rec, loose_rec.parts())
-    if state.cwd is None and isinstance(rec.cwd, str) and rec.cwd:
-        state.cwd = rec.cwd
-    return rec, parts
 
 
 class DayStamps:
@@ -185,24 +91,23 @@ class DayStamps:
         return self._slow(timestamp, timestamp_ms)
 
 
-def _result_text(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            t for item in content
-            if isinstance(item, dict) and isinstance(t := item.get("text"), str) and t
-        )
-    return ""
-
-
 def tool_call(block: dict) -> ToolCall:
     name = block.get("name")
     return ToolCall(name if isinstance(name, str) else None, block["input"] if "input" in block else msgspec.UNSET)
 
 
 def tool_result(block: dict) -> ToolResult:
-    return ToolResult(_result_text(block.get("content")), block.get("is_error") is True)
+    content = block.get("content")
+    if isinstance(content, str):
+        text = content
+    elif isinstance(content, list):
+        text = "\n".join(
+            t for item in content
+            if isinstance(item, dict) and isinstance(t := item.get("text"), str) and t
+        )
+    else:
+        text = ""
+    return ToolResult(text, block.get("is_error") is True)
 
 
 def content_parts(content: object) -> tuple[Part, ...]:

@@ -20,7 +20,7 @@ from daemon.codex.text import trim
 from daemon.sources.base import Identity, ParseContext, SourceState, Version, WatchSpec, project_dirs, stat_version
 from daemon.sources.timestamps import record_ts_ms
 from daemon.codex.notes import shows_anything
-from daemon.sources.blocks import ConversationRecord, DayStamps, TypedRecord, read_typed, unwrap_user_query
+from daemon.sources.blocks import ConversationRecord, DayStamps, content_parts, read_record, unwrap_user_query
 from daemon.transcript import Message, Text, plain_text
 
 
@@ -31,17 +31,7 @@ class Record(ConversationRecord):
     aiTitle: Any = None
 
 
-class TypedClaudeRecord(TypedRecord):
-    """Record with a typed `message` (blocks.TypedRecord): the common line, decoded without dicts."""
-
-    type: Any = None
-    gitBranch: Any = None
-    customTitle: Any = None
-    aiTitle: Any = None
-
-
 _decode = msgspec.json.Decoder(Record).decode
-_decode_typed = msgspec.json.Decoder(TypedClaudeRecord).decode
 _ts_ms = DayStamps(record_ts_ms)
 
 
@@ -90,10 +80,9 @@ class ClaudeSource:
         return None  # every conversation record carries its cwd
 
     def parse_line(self, state: SourceState, line: bytes, ctx: ParseContext) -> Message | None:
-        read = read_typed(_decode_typed, _decode, state, line)
-        if read is None:
+        rec = read_record(_decode, state, line)
+        if rec is None:
             return None
-        rec, parts = read
         if isinstance(rec.gitBranch, str) and rec.gitBranch and rec.gitBranch != "HEAD":
             state.git_branch = rec.gitBranch
         kind = rec.type
@@ -110,6 +99,7 @@ class ClaudeSource:
         ts = _ts_ms(rec.timestamp, rec.timestamp_ms)
         if state.start_ms is None and ts is not None:
             state.start_ms = ts
+        parts = content_parts(rec.content())
         if not shows_anything(parts):
             return None
         if kind == "user" and (text := plain_text(parts)) is not None:

@@ -1,9 +1,10 @@
-"""The typed fast path (blocks.TypedRecord, raw_result_text, DayStamps) gives what the loose path gives.
+"""The Claude plug-in's shortcuts (blocks.DayStamps: a canonical timestamp's day parsed once) are
+invisible: for any line, the message text, role, time and the source state (cwd, titles, branch, start,
+malformed count) equal those of the plain reading (`record_ts_ms` on every line), line for line.
 
-Claude lines are decoded by typed Structs that skip what the parts are not made of, and a canonical
-timestamp's day is parsed once. Each shortcut must be invisible: for any line, the message text, role,
-time and the source state (cwd, titles, branch, start, malformed count) equal those of the loose `Any`
-record, line for line.
+(A typed decoder for `message` was tried and dropped: it skips what it does not use without checking
+its UTF-8, so a line with a bad byte in a block's key would be read where Codex rejects it; the last
+example of test_lines_of_unexpected_shapes.)
 """
 
 from __future__ import annotations
@@ -110,10 +111,10 @@ def test_results_of_other_shapes() -> None:
            _line([{"type": "tool_result", "content": "w" * (LONG + 1), "is_error": True}])])
 
 
-# ---------------------------------------------------------------- records the typed Structs reject
+# ---------------------------------------------------------------- records of unexpected shapes
 
 
-def test_lines_the_typed_structs_reject_read_as_before() -> None:
+def test_lines_of_unexpected_shapes() -> None:
     _same([_line(5), _line({"text": "content as an object"}), _line(["a string block", {"type": "text", "text": "t"}]),
            json.dumps({"type": "user", "cwd": "/w", "message": "a string"}).encode(),
            json.dumps({"type": "user", "cwd": 7, "message": [1]}).encode(),
@@ -122,7 +123,8 @@ def test_lines_the_typed_structs_reject_read_as_before() -> None:
            b'{"type":"tool_use","name":"m","input":null}]}}',
            b'{"type":"user", "message": {"content": "\\ud800"}}', b"not json", b"[1]",
            b'{"type":"user","cwd":"/deep","message":{"content":[{"type":"tool_result","content":' + b"[" * 5000
-           + b"]" * 5000 + b"}]}}"])
+           + b"]" * 5000 + b"}]}}",
+           b'{"type":"assistant","cwd":"/w","message":{"content":[{"t\xc3ype":"text","text":"OK."}]}}'])
 
 
 json_values = st.recursive(
