@@ -16,7 +16,8 @@ What it does, in one run (ratios are between figures of this run only):
    (b) `session-syncd import`, the whole process; (c) the same again with nothing changed;
    (d) `session-syncd run` on (b)'s homes: spawn to the `READY=1` it sends to `NOTIFY_SOCKET` (a socket
        of ours, as systemd's), its peak RSS (VmHWM of the daemon and of its largest worker), and its
-       CPU while idle for `--idle-seconds` after READY, as a share of one core; then SIGTERM.
+       CPU while idle for `--idle-seconds` once the work after READY has settled (a second with under
+       5 ms of CPU), as a share of one core; then SIGTERM.
 4. Checks every contender imported every session (Codex's completed notification and thread/list;
    session-syncd's summary, its rollouts, and the real Codex listing them), or aborts.
 
@@ -130,6 +131,15 @@ def run_daemon(binary: str, env: dict[str, str], codex_home: Path, state: Path, 
                              f"{proc.stderr.read().decode(errors='replace') if proc.stderr else ''}")
                 if time.perf_counter() - t0 > 300:
                     sys.exit("bench: no READY from the daemon within 300 s")
+            # READY comes once the start-up reconcile is queued; the work after it (a backlog, the first
+            # mirror check of Codex's import ledger) is not idleness: wait until a second passes quietly.
+            settle_until = time.monotonic() + 120
+            while time.monotonic() < settle_until:
+                pids = _group(proc.pid)
+                before = sum(_cpu_s(p) for p in pids)
+                time.sleep(1.0)
+                if sum(_cpu_s(p) for p in _group(proc.pid)) - before < 0.005:
+                    break
             pids = _group(proc.pid)
             cpu0 = {p: _cpu_s(p) for p in pids}
             i0 = time.monotonic()
