@@ -144,6 +144,36 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Confi
     return cfg, resolve_paths(cfg, env)
 
 
+def _state_lock(paths, env: Mapping[str, str], role: str):
+    """The state dir's lock for a one-shot command, or None after printing the one-line reason."""
+    from daemon import pidlock
+
+    try:
+        return pidlock.acquire(paths.state_dir, env, role=role)
+    except pidlock.AlreadyRunning as exc:
+        if exc.role == "daemon" and role == "import":
+            print(f"session-syncd: the daemon (pid {exc.pid}) is running and keeps every session in sync; "
+                  "`import` is not needed (stop the daemon first to run it by hand)", file=sys.stderr)
+        else:
+            print(f"session-syncd: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"session-syncd: cannot use the state dir {paths.state_dir}: {exc.strerror}; "
+              "fix its permissions or point XDG_STATE_HOME / --state-dir elsewhere", file=sys.stderr)
+    return None
+
+
+def _print_summary(as_json: bool, summary, line) -> None:
+    """A one-shot command's result: JSON on stdout, or its problems on stderr and one summary line."""
+    if as_json:
+        import msgspec
+
+        sys.stdout.write(msgspec.json.encode(summary).decode() + "\n")
+        return
+    for message in summary.errors:
+        print(f"session-syncd: {message}", file=sys.stderr)
+    print(line(summary))
+
+
 def _restore(paths, wanted: list[str]) -> None:
     """Lift the tombstones of sessions whose threads were deleted in Codex (`--restore ID|all`)."""
     from daemon.ledger import Ledger
@@ -159,24 +189,13 @@ def _restore(paths, wanted: list[str]) -> None:
 def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import functools
 
-    from daemon import pidlock
     from daemon.importer import run_import, summary_line
     from daemon.logfile import FileLog
     from daemon.ledger import LedgerError
 
     cfg, paths = load_config(args, env)
-    try:  # the daemon's lock: no daemon starts during an import, no second import runs beside it
-        lock = pidlock.acquire(paths.state_dir, env, role="import")
-    except pidlock.AlreadyRunning as exc:
-        if exc.role == "daemon":
-            print(f"session-syncd: the daemon (pid {exc.pid}) is running and keeps every session in sync; "
-                  "`import` is not needed (stop the daemon first to run it by hand)", file=sys.stderr)
-        else:
-            print(f"session-syncd: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except OSError as exc:
-        print(f"session-syncd: cannot use the state dir {paths.state_dir}: {exc.strerror}; "
-              "fix its permissions or point XDG_STATE_HOME / --state-dir elsewhere", file=sys.stderr)
+    lock = _state_lock(paths, env, "import")  # no daemon starts during an import, no second import beside it
+    if lock is None:
         return EXIT_FAILED
     # The file only (no console), without structlog; opened on first use, when the workers already fold.
     logger = functools.cache(lambda: FileLog(paths.log_dir, cfg.log_level))
@@ -201,14 +220,7 @@ def cmd_import(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 failed=summary.failed, sessions=summary.sessions, bytes=summary.bytes_read,
                 duration_ms=round(summary.duration_s * 1000, 1))
     logger().close()
-    if args.json:
-        import msgspec
-
-        sys.stdout.write(msgspec.json.encode(summary).decode() + "\n")
-    else:
-        for message in summary.errors:
-            print(f"session-syncd: {message}", file=sys.stderr)
-        print(summary_line(summary))
+    _print_summary(args.json, summary, summary_line)
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
@@ -240,19 +252,12 @@ def cmd_doctor(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def cmd_ledger(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """`ledger rebuild`, under the daemon's lock: nothing else writes the ledger meanwhile."""
-    from daemon import pidlock
     from daemon.ledger import LedgerError
     from daemon.rebuild import rebuild, summary_line
 
     cfg, paths = load_config(args, env)
-    try:
-        lock = pidlock.acquire(paths.state_dir, env, role="rebuild")
-    except pidlock.AlreadyRunning as exc:
-        print(f"session-syncd: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except OSError as exc:
-        print(f"session-syncd: cannot use the state dir {paths.state_dir}: {exc.strerror}; "
-              "fix its permissions or point XDG_STATE_HOME / --state-dir elsewhere", file=sys.stderr)
+    lock = _state_lock(paths, env, "rebuild")
+    if lock is None:
         return EXIT_FAILED
     with lock:
         try:
@@ -264,14 +269,7 @@ def cmd_ledger(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             print(f"session-syncd: cannot rebuild the ledger {paths.ledger}: {exc.strerror} "
                   f"({exc.filename}); fix the state dir's permissions or free space in it", file=sys.stderr)
             return EXIT_FAILED
-    if args.json:
-        import msgspec
-
-        sys.stdout.write(msgspec.json.encode(summary).decode() + "\n")
-    else:
-        for message in summary.errors:
-            print(f"session-syncd: {message}", file=sys.stderr)
-        print(summary_line(summary))
+    _print_summary(args.json, summary, summary_line)
     return EXIT_OK
 
 
