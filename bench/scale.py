@@ -48,7 +48,6 @@ REPO = HERE.parent
 FULL_SESSIONS, FULL_PROJECTS, FULL_MIB = 10_000, 200, 302.0
 # The issue's targets at 10,000 sessions (issue 11).
 TARGET_IMPORT_RATIO, TARGET_NOCHANGE_S, TARGET_READY_S, TARGET_RSS_MIB, TARGET_IDLE_PCT = 0.2, 0.5, 2.0, 120.0, 0.2
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def _load(name: str, path: Path):
@@ -62,6 +61,8 @@ def _load(name: str, path: Path):
 
 ivc = _load("import_vs_codex", HERE / "import_vs_codex.py")
 notify = _load("notify_listener", REPO / "tests" / "service" / "notify_listener.py")
+latency = _load("daemon_latency", HERE / "daemon_latency.py")  # its /proc readers: one copy
+_group, _cpu_s = latency.group_pids, latency.cpu_seconds
 
 
 def log(msg: str) -> None:
@@ -88,28 +89,6 @@ def build_tree(work: Path, sessions: int, projects: int, mib: float) -> Path:
 
 
 # -- the daemon --------------------------------------------------------------------------------------
-
-def _group(pgid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                text = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(text[text.rindex(")") + 2:].split()[2]) == pgid:
-                out.append(int(entry))
-    return out
-
-
-def _cpu_s(pid: int) -> float:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = text[text.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
 
 def run_daemon(binary: str, env: dict[str, str], codex_home: Path, state: Path, idle_s: float) -> dict:
     """(d): cold start to READY on an imported tree, peak RSS, idle CPU; SIGTERM at the end."""

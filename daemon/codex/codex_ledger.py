@@ -16,7 +16,6 @@ It knows nothing about sessions or our own ledger (mirror.py decides what a reco
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import random
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+
+from daemon.codex.store import write_fix
 
 FILE_NAME = "external_agent_session_imports.json"
 #: How long to wait before the one retry of a read that does not parse (Codex's `fs::write` truncates,
@@ -344,10 +345,5 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _write_error(path: Path, exc: OSError) -> CodexLedgerError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        fix = "free some disk space; Codex's file was not changed and it will be retried"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        fix = "make the Codex home writable (CODEX_HOME or codex_home in the config)"
-    else:
-        fix = "check the Codex home folder"
+    fix = write_fix(exc, "Codex's file was not changed")
     return CodexLedgerError(f"cannot update Codex's import ledger {path}: {exc.strerror or exc}; {fix}")

@@ -43,14 +43,17 @@ class SessionIndexEntry(msgspec.Struct):
     updated_at: str
 
 
-def _explain(exc: OSError, path: Path, doing: str) -> StoreError:
+def write_fix(exc: OSError, unchanged: str = "nothing was changed") -> str:
+    """What the user can do about a failed write into the Codex home (the end of a one-line error)."""
     if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
-        fix = "free some disk space; nothing was changed and it will be retried"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        fix = "make the Codex home writable (CODEX_HOME or codex_home in the config)"
-    else:
-        fix = "check the Codex home folder"
-    return StoreError(f"cannot {doing} {path}: {exc.strerror or exc}; {fix}")
+        return f"free some disk space; {unchanged} and it will be retried"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "make the Codex home writable (CODEX_HOME or codex_home in the config)"
+    return "check the Codex home folder"
+
+
+def _explain(exc: OSError, path: Path, doing: str) -> StoreError:
+    return StoreError(f"cannot {doing} {path}: {exc.strerror or exc}; {write_fix(exc)}")
 
 
 def check_codex_home(codex_home: Path) -> str | None:

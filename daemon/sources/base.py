@@ -157,8 +157,21 @@ def project_dirs(root: Path) -> list[Path]:
         return []
 
 
+# The times a rollout can hold: a thread's start becomes its UUIDv7 (48 unsigned bits of ms) and its
+# `sessions/YYYY/MM/DD` path, every line is stamped `YYYY-MM-DDTHH:MM:SS.mmmZ`. A source time outside
+# 1970 … 9999 (UTC) fits none of them, so it is no time at all, as an unparsable one is (a hostile
+# `timestamp_ms` of 10**20 must cost that field, not the session).
+MIN_MS = 0  # 1970-01-01T00:00:00.000Z
+MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+
+
+def bounded(ms: int | None) -> int | None:
+    return ms if ms is not None and MIN_MS <= ms <= MAX_MS else None
+
+
 def rfc3339_ms(value: object) -> int | None:
-    """Milliseconds since the epoch of an RFC 3339 timestamp with an offset; None if it is not one."""
+    """Milliseconds since the epoch of an RFC 3339 timestamp with an offset; None if it is not one (or
+    lies outside what a rollout can hold)."""
     if not isinstance(value, str) or len(value) < 20:
         return None
     try:
@@ -167,12 +180,12 @@ def rfc3339_ms(value: object) -> int | None:
         return None
     if dt.tzinfo is None:
         return None
-    return (dt - _EPOCH) // _MS
+    return bounded((dt - _EPOCH) // _MS)
 
 
 def record_ts_ms(timestamp: object, timestamp_ms: object) -> int | None:
-    """Codex's order: `timestamp` (RFC 3339), else integer `timestamp_ms`."""
+    """Codex's order: `timestamp` (RFC 3339), else integer `timestamp_ms`; each only within the range."""
     ms = rfc3339_ms(timestamp)
     if ms is None and type(timestamp_ms) is int:
-        ms = timestamp_ms
+        ms = bounded(timestamp_ms)
     return ms

@@ -17,8 +17,8 @@ from typing import Any, Literal
 import msgspec
 
 from daemon.codex.text import trim
-from daemon.sources.base import Identity, ParseContext, SourceState, Version, WatchSpec, project_dirs, stat_version
-from daemon.sources.timestamps import record_ts_ms
+from daemon.sources.base import (Identity, ParseContext, SourceState, Version, WatchSpec, project_dirs, record_ts_ms,
+                                 stat_version)
 from daemon.codex.notes import shows_anything
 from daemon.sources.blocks import ConversationRecord, DayStamps, content_parts, read_record, unwrap_user_query
 from daemon.transcript import Message, Text, plain_text

@@ -46,8 +46,7 @@ import msgspec
 
 from daemon.codex.notes import shows_anything
 from daemon.codex.text import trim
-from daemon.sources.base import Identity, ParseContext, SourceState, Version, WatchSpec, stat_version
-from daemon.sources.timestamps import rfc3339_ms
+from daemon.sources.base import Identity, ParseContext, SourceState, Version, WatchSpec, rfc3339_ms, stat_version
 from daemon.transcript import Message, Part, Reasoning, Text, ToolCall, ToolResult, only_tool_results
 
 EVENTS = "events.jsonl"

@@ -18,8 +18,8 @@ from typing import Any, Literal
 import msgspec
 
 from daemon.codex.text import trim
-from daemon.sources.base import Identity, ParseContext, SourceState, Version, WatchSpec, project_dirs, stat_version
-from daemon.sources.timestamps import record_ts_ms, rfc3339_ms
+from daemon.sources.base import (Identity, ParseContext, SourceState, Version, WatchSpec, project_dirs, record_ts_ms,
+                                 rfc3339_ms, stat_version)
 from daemon.codex.notes import message_text, shows_anything
 from daemon.sources.blocks import ConversationRecord, content_parts, read_record
 from daemon.transcript import Message, Text, only_tool_results

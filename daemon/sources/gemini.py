@@ -44,8 +44,7 @@ import msgspec
 from daemon.codex.notes import compact_json, shows_anything
 from daemon.codex.text import trim
 from daemon.sources.base import (Identity, Incomplete, ParseContext, Snapshot, SourceState, Version, WatchSpec,
-                                 project_dirs, stat_version)
-from daemon.sources.timestamps import rfc3339_ms
+                                 project_dirs, rfc3339_ms, stat_version)
 from daemon.transcript import Image, Message, Part, Reasoning, Text, ToolCall, ToolResult, Unsupported, plain_text
 
 RETRY_DELAY_S = 0.05  # a legacy .json caught mid-rewrite is read once more after this

@@ -50,8 +50,7 @@ import msgspec
 from daemon.codex.notes import compact_json, shows_anything
 from daemon.codex.text import trim
 from daemon.sources.base import (Identity, Incomplete, ParseContext, Snapshot, SourceState, Version, WatchSpec,
-                                 stat_version)
-from daemon.sources.timestamps import bounded
+                                 bounded, stat_version)
 from daemon.transcript import Image, Message, Part, Reasoning, Text, ToolCall, ToolResult
 
 BUSY_TIMEOUT_S = 2.0
@@ -146,7 +145,7 @@ def is_placeholder_title(title: str) -> bool:
 
 
 def _int(value: object) -> int | None:
-    """An epoch-ms time: an integer (a whole float too) a rollout can hold (timestamps.bounded), else None."""
+    """An epoch-ms time: an integer (a whole float too) a rollout can hold (base.bounded), else None."""
     if type(value) is float:
         value = int(value) if math.isfinite(value) else None
     return bounded(value) if type(value) is int else None

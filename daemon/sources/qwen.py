@@ -52,8 +52,7 @@ import msgspec
 from daemon.codex.notes import compact_json, shows_anything
 from daemon.codex.text import trim
 from daemon.sources.base import (Identity, ParseContext, Snapshot, SourceState, Version, WatchSpec, project_dirs,
-                                 stat_version)
-from daemon.sources.timestamps import rfc3339_ms
+                                 rfc3339_ms, stat_version)
 from daemon.transcript import (Image, Message, Part, Reasoning, Role, Text, ToolCall, ToolResult, Unsupported,
                                only_tool_results)
 

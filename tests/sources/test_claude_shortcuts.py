@@ -19,7 +19,7 @@ from daemon.codex.notes import TOOL_RESULT_MAX, message_text, shows_anything
 from daemon.sources import claude
 from daemon.sources.base import ParseContext, SourceState
 from daemon.sources.blocks import DayStamps, content_parts, read_record, unwrap_user_query
-from daemon.sources.timestamps import record_ts_ms
+from daemon.sources.base import record_ts_ms
 from daemon.transcript import Message, Text, plain_text
 
 CTX = ParseContext(mtime_ms=0)
