@@ -503,38 +503,34 @@ def _reload(env: Mapping[str, str], overrides: argparse.Namespace | None) -> tup
     return cfg, resolve_paths(cfg, env)
 
 
-def _acquire_after_imports(paths: Paths, env: Mapping[str, str]) -> pidlock.PidLock:
-    """The daemon's lock; a one-shot import holding it is waited for (the service must not fail and
-    be given up on by its manager because the user ran an import at login), another daemon is not."""
+def _after_imports(acquire, busy: type[Exception], env: Mapping[str, str], waiting_for: str):
+    """Take a lock with `acquire()`; a one-shot import (or ledger rebuild) holding it is waited for — the
+    service must not fail, and be given up on by its manager, because the user ran an import at login —
+    anything else holding it (another daemon) is raised."""
     waiting = False
     while True:
         try:
-            return pidlock.acquire(paths.state_dir, env)
-        except pidlock.AlreadyRunning as exc:
+            return acquire()
+        except busy as exc:
             if exc.role not in ("import", "rebuild"):
                 raise
             if not waiting:
                 waiting = True
-                print(f"session-syncd: waiting for the import (pid {exc.pid}) to finish", file=sys.stderr)
-                Notifier.from_env(env).status(f"waiting for the import (pid {exc.pid}) to finish")
+                what = f"{waiting_for} (pid {exc.pid or '?'})"
+                print(f"session-syncd: waiting for {what} to finish", file=sys.stderr)
+                Notifier.from_env(env).status(f"waiting for {what} to finish")
             time.sleep(1.0)
+
+
+def _acquire_after_imports(paths: Paths, env: Mapping[str, str]) -> pidlock.PidLock:
+    """The state dir's lock (one session-syncd per ledger)."""
+    return _after_imports(lambda: pidlock.acquire(paths.state_dir, env), pidlock.AlreadyRunning, env, "the import")
 
 
 def _home_after_imports(paths: Paths, env: Mapping[str, str]) -> homelock.HomeLock:
-    """The Codex home's writer lock (one writer per Codex home, whatever the state dir); an import from
-    another state dir holding it is waited for, as for the state dir's own lock."""
-    waiting = False
-    while True:
-        try:
-            return homelock.acquire(paths.codex_home, "daemon", paths.state_dir)
-        except homelock.HomeBusy as exc:
-            if exc.role != "import":
-                raise
-            if not waiting:
-                waiting = True
-                print(f"session-syncd: {exc}; waiting for it to finish", file=sys.stderr)
-                Notifier.from_env(env).status("waiting for an import into the same Codex home to finish")
-            time.sleep(1.0)
+    """The Codex home's writer lock (one writer per Codex home, whatever the state dir)."""
+    return _after_imports(lambda: homelock.acquire(paths.codex_home, "daemon", paths.state_dir), homelock.HomeBusy,
+                          env, "the import into the same Codex home")
 
 
 def run_daemon(cfg: Config, paths: Paths, env: Mapping[str, str], args: argparse.Namespace | None = None) -> int:

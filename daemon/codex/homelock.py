@@ -21,9 +21,9 @@ NAME = ".session-syncd.lock"
 class HomeBusy(Exception):
     """Another session-syncd writes to this Codex home; the message names it and the fix."""
 
-    def __init__(self, message: str, role: str) -> None:
+    def __init__(self, message: str, role: str, pid: str) -> None:
         super().__init__(message)
-        self.role = role
+        self.role, self.pid = role, pid
 
 
 @dataclass
@@ -64,7 +64,7 @@ def acquire(codex_home: Path, role: str, state_dir: Path) -> HomeLock:
         pid, other_role, other_state = (holder + ["", "", ""])[:3]
         raise HomeBusy(f"another session-syncd ({other_role or 'unknown'}, pid {pid or '?'}, state dir "
                        f"{other_state or '?'}) writes to the Codex home {codex_home}; stop it first, or give "
-                       "this one another CODEX_HOME", other_role) from None
+                       "this one another CODEX_HOME", other_role, pid) from None
     except BaseException:
         os.close(fd)
         raise
