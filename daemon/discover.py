@@ -1,6 +1,6 @@
 """Which sessions exist, and which of them need work: every enabled source's roots, walked once,
 filtered by age and count, then sorted against the ledger by stat alone (the fast path: a session whose
-stat the ledger already has is not read at all).
+stat the ledger already has is not read at all; for a log, unless its ctime moved since: see `triage`).
 
 Owns root resolution (config/flags over the plug-in's defaults), the `--max-age` / `--max-sessions`
 selection, and that triage. Shell code: it lists folders and stats files, nothing more.
@@ -107,16 +107,22 @@ class Triage:
     skipped: list[str]  # still skipped for the reason recorded at this stat (nothing read)
 
 
-def triage(found: list[Found], known: dict[tuple[str, str], tuple[tuple[int, int, int], str]],
+def triage(found: list[Found], known: dict[tuple[str, str], tuple[tuple[int, int, int], str, int | None]],
            skips: dict[tuple[str, str], tuple[tuple[int, int, int], str | None, str]]) -> Triage:
     """Split discovered sessions by what the ledger knows (`Ledger.stats()`, `Ledger.skips()`); a session
-    is (kind, session id): one found at a new path (a moved file) goes to the engine once, to record it."""
+    is (kind, session id): one found at a new path (a moved file) goes to the engine once, to record it.
+
+    An equal stat is not enough when the ledger recorded the file's ctime and it moved since: a rewrite
+    that puts size and mtime back (`cp -p`, rsync) looks unchanged otherwise. The engine checks the whole
+    folded prefix then (a chmod costs that one read, and the new ctime is recorded)."""
     out = Triage(todo=[], unchanged=0, skipped=[])
     for f in found:
         key = (f.ident.kind, f.ident.session_id)
         stat = f.version.key()
         skip = skips.get(key)
-        if known.get(key) == (stat, str(f.ident.path)):
+        entry = known.get(key)
+        if (entry is not None and entry[0] == stat and entry[1] == str(f.ident.path)
+                and (entry[2] is None or f.version.ctime_ns is None or entry[2] == f.version.ctime_ns)):
             out.unchanged += 1
         elif skip is not None and skip[0] == stat and not (skip[1] and os.path.isdir(skip[1])):
             out.skipped.append(skip[2])

@@ -464,9 +464,11 @@ def _settle(job: Job, out: Outcome, read: _Read) -> None:
     size, mtime_ns, inode = read.stat
     if row is not None and (content_hash == row.content_hash or mode == "append" and state == start):
         out.kind = "touched"  # same bytes, or no new complete line yet: remember the stat, write nothing
+        # and the fingerprint just taken (of the same `consumed` bytes): it holds the new ctime, without
+        # which the next triage would send the file back for a check of its whole prefix
         out.row = msgspec.structs.replace(row, path=str(path), size=size, mtime_ns=mtime_ns, inode=inode,
-                                          content_hash=content_hash, synced_at=time.time(), last_error=None,
-                                          error_count=0)
+                                          content_hash=content_hash, prefix_hash=prefix_hash,
+                                          synced_at=time.time(), last_error=None, error_count=0)
         if out.row.thread_id is not None and out.row.tombstoned_at is None:
             _name(job.codex_home, out.row, out.row.fold_state, job.codex_compatible, _title_beside(job))
         return

@@ -183,6 +183,11 @@ class Superseded(msgspec.Struct, kw_only=True):
 
 
 _FIELDS = tuple(Row.__struct_fields__)
+# The ctime inside a log's `prefix_hash` (engine.prefix_fingerprint: a version byte x'02', the 32-byte ends
+# digest, then ctime_ns as 8 bytes little-endian signed; 45 bytes of head), cut out by SQLite: the fast
+# path reads no fingerprint whole. A row without it (a snapshot's b"", an older fingerprint) gives NULL.
+_STATS = ("SELECT source, session_id, path, size, mtime_ns, inode, CASE WHEN substr(prefix_hash, 1, 1) = x'02' "
+          "AND length(prefix_hash) >= 45 THEN substr(prefix_hash, 34, 8) END FROM sessions")
 _encode_state = msgspec.msgpack.Encoder().encode
 
 
@@ -279,10 +284,12 @@ class Ledger:
         return self._db.execute("SELECT source, path, thread_id, title FROM sessions WHERE thread_id IS NOT NULL "
                                 "AND tombstoned_at IS NULL").fetchall()
 
-    def stats(self) -> dict[tuple[str, str], tuple[tuple[int, int, int], str]]:
-        """(source, session_id) → ((size, mtime_ns, inode), path): all the fast path needs, without fold states."""
-        return {(s, k): ((size, mtime, ino), p) for s, k, p, size, mtime, ino in
-                self._db.execute("SELECT source, session_id, path, size, mtime_ns, inode FROM sessions")}
+    def stats(self) -> dict[tuple[str, str], tuple[tuple[int, int, int], str, int | None]]:
+        """(source, session_id) → ((size, mtime_ns, inode), path, ctime_ns): all the fast path needs, without
+        fold states. ctime_ns is the one a log's fingerprint was taken at (None for snapshots and older rows):
+        an equal stat with another ctime is a `cp -p` / rsync rewrite, or a chmod, for the engine to check."""
+        return {(s, k): ((size, mtime, ino), p, None if c is None else int.from_bytes(c, "little", signed=True))
+                for s, k, p, size, mtime, ino, c in self._db.execute(_STATS)}
 
     def skips(self) -> dict[tuple[str, str], tuple[tuple[int, int, int], str | None, str]]:
         """(source, session_id) → (version it was skipped at, folder it waits for, reason) for settled skips."""

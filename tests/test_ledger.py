@@ -46,7 +46,7 @@ def test_row_round_trip_and_skips(tmp_path: Path) -> None:
                   thread_id="t", rollout_path="/r", rollout_size=3)
         ledger.commit(row)
         assert ledger.get("claude", "s") == row
-        assert ledger.stats() == {("claude", "s"): ((10, 5, 7), "/p/s.jsonl")}
+        assert ledger.stats() == {("claude", "s"): ((10, 5, 7), "/p/s.jsonl", None)}
         ledger.record_failure("cursor", "q", "/q.jsonl", "cwd gone", (1, 2, 3), "/gone")
         ledger.record_failure("cursor", "r", "/r.jsonl", "unreadable")
         assert ledger.skips() == {("cursor", "q"): ((1, 2, 3), "/gone", "cwd gone")}

@@ -78,6 +78,6 @@ def test_a_v1_ledger_is_migrated_to_session_keys(tmp_path: Path) -> None:
         assert row is not None and row.thread_id == "t1" and row.path == "/p/a/s1.jsonl"
         assert ledger.reserve_start("cursor", "x9", 99) == 42  # the reservation survived under its id
         assert ledger.failures() == {("claude", "/p/b/s2.jsonl"): ("e", 1, 5.0)}
-        assert ledger.stats() == {("claude", "s1"): ((1, 2, 3), "/p/a/s1.jsonl")}
+        assert ledger.stats() == {("claude", "s1"): ((1, 2, 3), "/p/a/s1.jsonl", None)}
     finally:
         ledger.close()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import ClassVar, Literal, Protocol
@@ -72,6 +72,9 @@ class Version:
     size: int  # bytes the session spans (for progress and age/size ordering)
     mtime_ns: int
     inode: int
+    # The file's st_ctime_ns, for a log: not part of the key (a chmod moves it), but a row whose
+    # fingerprint recorded another one is read again (a `cp -p` or rsync rewrite keeps size and mtime).
+    ctime_ns: int | None = field(default=None, compare=False)
 
     def key(self) -> tuple[int, int, int]:
         return self.size, self.mtime_ns, self.inode
@@ -80,7 +83,7 @@ class Version:
 def stat_version(path: Path) -> Version:
     """The version of a session that is one file: its stat (raises OSError if it is gone)."""
     st = os.stat(path)
-    return Version(st.st_size, st.st_mtime_ns, st.st_ino)
+    return Version(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 @dataclass(frozen=True, slots=True)

@@ -368,7 +368,7 @@ class CopilotSource:
 
     def version(self, ident: Identity) -> Version:
         v = stat_version(ident.path)
-        return Version(v.size, max(v.mtime_ns, self.beside_mtime_ns(ident)), v.inode)
+        return Version(v.size, max(v.mtime_ns, self.beside_mtime_ns(ident)), v.inode, v.ctime_ns)
 
     def beside_mtime_ns(self, ident: Identity) -> int:
         """workspace.yaml's mtime: renaming a session (its `name`) is a change of the session."""
