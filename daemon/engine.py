@@ -47,7 +47,7 @@ from daemon.fold import MAX_LINE, FoldState, fold, message_digest, new_fold_stat
 from daemon.gitinfo import git_info
 from daemon.ledger import Ledger, LedgerError, Row, Superseded
 from daemon.sources import SOURCES
-from daemon.sources.base import Identity, Incomplete, ParseContext
+from daemon.sources.base import Identity, Incomplete, ParseContext, shape_of
 
 CHUNK = 8 << 20
 WINDOW = 64 << 10  # bytes at each end of the folded prefix that prefix_fingerprint checks
@@ -281,14 +281,14 @@ def _sync(job: Job, out: Outcome) -> None:
     if job.row is not None and job.row.tombstoned_at is not None:
         out.kind = "unchanged"  # its thread was deleted in Codex: left alone until --restore
         return
-    source = SOURCES[job.ident.kind]
-    if job.row is None and job.codex_import is not None and source.shape == "log":
+    shape = shape_of(SOURCES[job.ident.kind], job.ident)  # one session id may change shape (base.py)
+    if job.row is None and job.codex_import is not None and shape == "log":
         adopted = _adopt(job)
         if adopted is not None:  # from now on Codex's thread is this session's thread
             job = dataclasses.replace(job, row=adopted, codex_import=None)
             out.kind, out.row = "adopted", adopted
             out.message = f"{job.ident.path}: imported by Codex as thread {adopted.thread_id}; kept in sync there"
-    read = _read_snapshot(job, out) if source.shape == "snapshot" else _read_log(job, out)
+    read = _read_snapshot(job, out) if shape == "snapshot" else _read_log(job, out)
     if read is not None:
         _settle(job, out, read)  # an adopted session: "touched" (nothing new since Codex's import) or appended
 

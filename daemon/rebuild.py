@@ -37,7 +37,7 @@ from daemon.discover import discover
 from daemon.fold import new_fold_state
 from daemon.ledger import Ledger, Row, Superseded
 from daemon.sources import SOURCES
-from daemon.sources.base import Identity
+from daemon.sources.base import Identity, shape_of
 
 _ID_BITS = (1 << 80) - 1  # the part of a thread id that does not depend on the start time
 _START_SHIFT = 80
@@ -260,7 +260,8 @@ def _row(cfg: Config, paths: Paths, ident: Identity, generation: int, ours: Ours
     job = engine.Job(ident, None, paths.codex_home, paths.ledger, cfg.max_line_mb << 20)
     out = engine.Outcome(kind="failed", source=ident.kind, path=str(ident.path), session_id=ident.session_id)
     try:
-        read = (engine._read_snapshot if SOURCES[ident.kind].shape == "snapshot" else engine._read_log)(job, out)
+        snapshot = shape_of(SOURCES[ident.kind], ident) == "snapshot"
+        read = (engine._read_snapshot if snapshot else engine._read_log)(job, out)
     except Exception as exc:  # noqa: BLE001 — unreadable now: the row still claims the thread
         summary.errors.append(f"cannot read {ident.path} ({type(exc).__name__}: {exc}); its thread "
                               f"{ours.thread_id} is rewritten by the next import once it can be read")

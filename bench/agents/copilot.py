@@ -8,6 +8,12 @@ timestamps follow from the session id and the number of events already written. 
 
     write_session(root, cwd, session_id, [("fix the bug", "Fixed."), ...], title="Fix the bug")
     append_turn(root, session_id, "and the tests", "Done.", resume=True)
+
+And the legacy single-object file of Copilot < 0.0.342, `ROOT/history-session-state/<id>.json`
+(`{sessionId, startTime, chatMessages, timeline}`, rewritten whole on every change; the cwd only in the
+system prompt's `<environment_context>`):
+
+    write_legacy_session(root, cwd, session_id, [("fix the bug", "Fixed."), ...])
 """
 
 from __future__ import annotations
@@ -129,3 +135,48 @@ def turn_bytes(root: Path, session_id: str, user: str, assistant: str, *, resume
         w.event("session.resume", {"resumeTime": _ts(w.n), "eventCount": w.n})
     w.turn(user, assistant, tool)
     return "".join(line + "\n" for line in w.lines).encode()
+
+
+def legacy_path(root: Path, session_id: str) -> Path:
+    return Path(root) / "history-session-state" / f"{session_id}.json"
+
+
+def legacy_document(cwd: str, session_id: str, turns: list[tuple[str, str]], *, tools: bool = True) -> dict:
+    """A legacy session: OpenAI-style `chatMessages` (the system prompt stating the cwd, each prompt wrapped
+    in `<current_datetime>`, the first turn running a tool) and the UI's `timeline` of the same turns."""
+    chat: list[dict] = [{"role": "system", "content": (
+        "You are the GitHub Copilot CLI, a terminal assistant built by GitHub.\n\n<environment_context>\n"
+        "You are working in the following environment. You do not need to make additional tool calls to "
+        f"verify this.\n* Current working directory: {cwd}\n* Git repository root: {cwd}\n"
+        "* Operating System: Linux\n</environment_context>")}]
+    timeline: list[dict] = []
+    n = 0
+    for k, (user, assistant) in enumerate(turns):
+        chat.append({"role": "user", "content": f"<current_datetime>{_ts(n)}</current_datetime>\n\n{user}"})
+        timeline.append({"id": _id(session_id, n), "timestamp": _ts(n), "type": "user", "text": user})
+        n += 1
+        if tools and k == 0:
+            call = f"call_{n}"
+            chat.append({"role": "assistant", "content": None, "tool_calls": [{
+                "id": call, "type": "function",
+                "function": {"name": "bash",
+                             "arguments": json.dumps({"command": "ls", "description": "List files"})}}]})
+            chat.append({"role": "tool", "tool_call_id": call, "content": "README.md\nsrc"})
+            timeline.append({"id": _id(session_id, n), "timestamp": _ts(n), "type": "tool_call_completed",
+                             "callId": call, "toolTitle": "bash", "arguments": {"command": "ls"},
+                             "result": {"type": "success", "log": "README.md\nsrc"}})
+            n += 1
+        chat.append({"role": "assistant", "content": assistant})
+        timeline.append({"id": _id(session_id, n), "timestamp": _ts(n), "type": "copilot", "text": assistant})
+        n += 1
+    return {"sessionId": session_id, "startTime": _ts(0), "chatMessages": chat, "timeline": timeline}
+
+
+def write_legacy_session(root: Path, cwd: str, session_id: str, turns: list[tuple[str, str]], *,
+                         tools: bool = True) -> Path:
+    """The whole legacy file, rewritten in place (not atomically), as Copilot < 0.0.342 did on each change."""
+    path = legacy_path(root, session_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(legacy_document(cwd, session_id, turns, tools=tools), ensure_ascii=False, indent=2),
+                    encoding="utf-8")
+    return path

@@ -17,6 +17,9 @@ Two shapes, one registry (daemon/sources/__init__.py):
   SQLite store, a folder of small files, a log whose later lines rewrite earlier messages):
   `read_snapshot(ident, ctx)` returns every message as of now. The engine still syncs at the turn
   level: it appends the new messages when the reading still starts with the ones it wrote.
+A plug-in has one shape, or says per session (`shape_of`): one session id may move from a snapshot copy to
+a log (Copilot migrates a legacy file when it is resumed) and stays one thread, the ledger key being
+(kind, session id) whatever the path and shape.
 A plug-in never raises for bad content: it skips and counts what it cannot read (`state.malformed`,
 `state.unknown`); a snapshot read that caught a writer mid-write raises `Incomplete` (retried later).
 """
@@ -138,6 +141,10 @@ class Source(Protocol):
         """The cwd when the records carry none; may touch the disk (called in a worker)."""
         ...
 
+    # Optional, for agents whose sessions come in two shapes (Copilot's legacy whole-file JSON beside its
+    # append-only logs): `shape_of(ident) -> "log" | "snapshot"`, pure, decided from the identity's path;
+    # without it every session has the plug-in's `shape` (callers use `shape_of` below).
+    #
     # Optional, for agents that keep metadata in a file beside the session (Copilot's workspace.yaml):
     #   title_beside(ident) -> str | None   the title kept there (read in the worker when naming a thread)
     #   beside_mtime_ns(ident) -> int       the newest mtime of those files, folded into the version
@@ -150,6 +157,12 @@ class Source(Protocol):
 
     # shape "snapshot"
     def read_snapshot(self, ident: Identity, ctx: ParseContext) -> Snapshot: ...
+
+
+def shape_of(source: Source, ident: Identity) -> Literal["log", "snapshot"]:
+    """How this session is read: the plug-in's `shape_of(ident)` when it has one, else its `shape`."""
+    per_session = getattr(source, "shape_of", None)
+    return per_session(ident) if per_session is not None else source.shape
 
 
 def project_dirs(root: Path) -> list[Path]:

@@ -31,13 +31,31 @@ starts (`{"type":`), each whole event is read and each piece that is not is coun
 those of one kind are joined into one message, and any left over are counted in `state.glued_lost`.
 
 The title is `workspace.yaml` `name`, read beside the log (`title_beside`); its mtime is part of the
-session's version, so a rename reaches the thread. Not read: the legacy single-object
-`history-session-state/<id>.json` (a snapshot shape without a cwd).
+session's version, so a rename reaches the thread.
+
+Legacy sessions (Copilot < 0.0.342): `history-session-state/<id>.json`, one JSON document per session
+(`{sessionId, startTime, chatMessages, timeline}`), rewritten whole: a snapshot shape (`shape_of`) of the
+same session id. Copilot migrates one into `session-state/<id>/events.jsonl` only when it is resumed, so
+both copies can exist: discovery lists the new copy, a legacy copy read while a new one exists reads as
+empty (`state.shadowed`), and a session imported from its legacy file continues in the same thread once
+migrated (the ledger key is the session id). A file that does not parse is read once more, then it is
+`Incomplete` (retried later) when it was written in the last minute, else skipped and counted.
+Read from `chatMessages` (OpenAI-style chat messages, in order): `user` text (string or `text` parts;
+the `<current_datetime>` / `<system_reminder>` / `<reminder>` blocks Copilot wraps the prompt in are
+cut), `image_url` parts (Image), `assistant` `content` and `tool_calls[].function` (ToolCall(name,
+arguments)), `tool` messages as a ToolResult. The file has no cwd: it is the `Current working directory:`
+line of the system prompt's `<environment_context>` (Copilot CLI's prompt states it), else none (the
+session is skipped, as any session without a cwd). The start is `startTime`; messages carry no time.
+Dropped on purpose: `system` messages (the whole system prompt), the `timeline` (the UI's copy of the
+same conversation: `user`, `copilot`, `tool_call_completed`, `info` entries). Other roles and part
+types are counted in `state.unknown`; no title is recorded (the thread is named from the first prompt).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -46,12 +64,16 @@ import msgspec
 
 from daemon.codex.notes import shows_anything
 from daemon.codex.text import trim
-from daemon.sources.base import Identity, ParseContext, SourceState, Version, WatchSpec, rfc3339_ms, stat_version
-from daemon.transcript import Message, Part, Reasoning, Text, ToolCall, ToolResult, only_tool_results
+from daemon.sources.base import (Identity, Incomplete, ParseContext, Snapshot, SourceState, Version, WatchSpec,
+                                 rfc3339_ms, stat_version)
+from daemon.transcript import Image, Message, Part, Reasoning, Text, ToolCall, ToolResult, only_tool_results
 
 EVENTS = "events.jsonl"
 STATE_DIR = "session-state"
 WORKSPACE = "workspace.yaml"
+LEGACY_DIR = "history-session-state"
+RETRY_DELAY_S = 0.05  # a legacy file that does not parse is read once more after this ...
+FRESH_WRITE_S = 60  # ... and, still bad, is being written (Incomplete) if it is younger than this
 MAX_GLUED = 64  # `{"type":` positions tried when splitting a glued line (bounds the work on a hostile line)
 _EVENT_START = b'{"type":'
 _SKIPPED = frozenset({"system.message", "assistant.turn_start", "assistant.turn_end", "assistant.reasoning",
@@ -64,6 +86,7 @@ class CopilotState(SourceState, kw_only=True):
     subagent: int = 0  # sub-agent events kept out of the main turns
     glued: int = 0  # lines that held events glued together without a newline (split and read)
     glued_lost: int = 0  # messages of a glued line beyond the one parse_line can return
+    shadowed: bool = False  # a legacy copy of a session whose events.jsonl exists (read as empty: the log wins)
 
 
 class Data(msgspec.Struct):
@@ -322,12 +345,151 @@ def session_folder(ident: Identity) -> Path:
     return ident.path.parent if ident.path.name == EVENTS else ident.path.parent / ident.session_id
 
 
+# -- legacy sessions: history-session-state/<id>.json ----------------------------------------------------
+
+class LegacySession(msgspec.Struct):
+    """The fields of a legacy session document we read, typed `Any` (a wrong type must not cost the file)."""
+
+    startTime: Any = None
+    chatMessages: Any = None
+
+
+_decode_legacy = msgspec.json.Decoder(LegacySession).decode
+_WRAPPER_TAGS = ("current_datetime", "system_reminder", "reminder")
+_LEADING_WRAPPER = re.compile(r"\s*<(current_datetime|system_reminder|reminder)>(?:(?!</?\1>).)*</\1>\s*", re.S)
+_CWD_LINE = re.compile(r"^\s*\*?\s*Current working directory:[ \t]*(\S[^\n]*?)[ \t]*$", re.M)
+
+
+def typed_text(text: str) -> str:
+    """The prompt as typed: the datetime and reminder blocks Copilot wraps it in, at either end, cut
+    (verbatim otherwise). Linear: the leading block is matched at the start only, the trailing one found
+    from the end."""
+    while True:
+        m = _LEADING_WRAPPER.match(text)
+        cut = text[m.end():] if m is not None else text
+        tail = cut.rstrip()
+        for tag in _WRAPPER_TAGS:
+            opening, close = f"<{tag}>", f"</{tag}>"
+            start = tail.rfind(opening) if tail.endswith(close) else -1
+            if start >= 0 and tail.find(close, start) == len(tail) - len(close):
+                cut = tail[:start].rstrip()
+                break
+        if cut == text:
+            return text
+        text = cut
+
+
+def system_cwd(content: object) -> str | None:
+    """The `Current working directory:` Copilot CLI's system prompt states (`<environment_context>`)."""
+    for text in _texts(content):
+        m = _CWD_LINE.search(text)
+        if m is not None and os.path.isabs(m.group(1)):
+            return m.group(1)
+    return None
+
+
+def _texts(content: object) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, list):
+        return [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
+    return []
+
+
+def _image(part: dict) -> Image:
+    url = part.get("image_url")
+    url = url.get("url") if isinstance(url, dict) else url
+    if isinstance(url, str) and url.startswith("data:image/"):
+        return Image(url[5:].split(";", 1)[0].split(",", 1)[0])
+    return Image()
+
+
+def content_parts(state: CopilotState, content: object, *, user: bool) -> list[Part]:
+    """OpenAI-style `content` (a string, or a list of `text` / `image_url` parts) → parts."""
+    if isinstance(content, str):
+        text = typed_text(content) if user else content
+        return [Text(text)] if trim(text) else []
+    parts: list[Part] = []
+    for p in content if isinstance(content, list) else ():
+        kind = p.get("type") if isinstance(p, dict) else None
+        if kind == "text" and isinstance(p.get("text"), str):
+            text = typed_text(p["text"]) if user else p["text"]
+            if trim(text):
+                parts.append(Text(text))
+        elif kind == "image_url":
+            parts.append(_image(p))
+        else:
+            state.unknown += 1
+    return parts
+
+
+def legacy_message(state: CopilotState, msg: object) -> Message | None:
+    """One chat message → a message of the conversation, or nothing (the system prompt gives the cwd)."""
+    if not isinstance(msg, dict):
+        state.malformed += 1
+        return None
+    role, content = msg.get("role"), msg.get("content")
+    if role == "system":
+        if state.cwd is None:
+            state.cwd = system_cwd(content)
+        return None
+    if role == "user":
+        parts = content_parts(state, content, user=True)
+        return Message("user", tuple(parts)) if shows_anything(tuple(parts)) else None
+    if role == "assistant":
+        parts = content_parts(state, content, user=False)
+        for call in msg.get("tool_calls") or () if isinstance(msg.get("tool_calls"), list) else ():
+            fn = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(fn, dict):
+                state.malformed += 1
+                continue
+            name = fn.get("name")
+            parts.append(ToolCall(name if isinstance(name, str) else None,
+                                  _arguments(fn["arguments"]) if "arguments" in fn else msgspec.UNSET))
+        out = tuple(parts)
+        return Message("assistant", out) if shows_anything(out) else None
+    if role == "tool":
+        return Message("user", (ToolResult("\n".join(_texts(content))),))
+    state.unknown += 1
+    return None
+
+
+def parse_legacy(data: bytes) -> tuple[CopilotState, list[Message]] | None:
+    """A legacy session document → its state and messages; None when the bytes are not (yet) one JSON
+    document (the caller retries). Pure."""
+    state = CopilotState()
+    try:
+        doc = _decode_legacy(data)
+    except msgspec.ValidationError:  # whole JSON, but not an object
+        state.malformed += 1
+        return state, []
+    except msgspec.DecodeError:
+        return None
+    except RecursionError:  # whole, but nested past the limit: nothing to read, never "retry later"
+        state.malformed += 1
+        return state, []
+    state.start_ms = rfc3339_ms(doc.startTime)
+    chat = doc.chatMessages if isinstance(doc.chatMessages, list) else []
+    messages = [m for msg in chat if (m := legacy_message(state, msg)) is not None]
+    return state, messages
+
+
+def is_legacy(ident: Identity) -> bool:
+    return ident.path.parent.name == LEGACY_DIR and ident.path.suffix == ".json"
+
+
+def _new_copy_exists(copilot_root: Path, session_id: str) -> bool:
+    state_dir = copilot_root / STATE_DIR
+    return (state_dir / session_id / EVENTS).is_file() or (state_dir / f"{session_id}.jsonl").is_file()
+
+
 class CopilotSource:
     kind = "copilot"
     label = "GitHub Copilot CLI"
     shape: Literal["log"] = "log"
     state_type = CopilotState
-    watch = WatchSpec(suffixes=(".jsonl",), depth=2, names=(WORKSPACE,))
+    # `.json`: the legacy files (history-session-state/<id>.json, one folder down); identify() takes no other
+    watch = WatchSpec(suffixes=(".jsonl", ".json"), depth=2, names=(WORKSPACE,))
 
     def default_roots(self, env: Mapping[str, str]) -> list[Path]:
         base = env.get("COPILOT_HOME")  # replaces the whole root and is not ~-expanded
@@ -354,6 +516,15 @@ class CopilotSource:
                 flat.append(entry)
         for path in flat:
             if path.stem not in folders:  # one session id once: the folder's events.jsonl wins
+                folders.add(path.stem)
+                yield Identity(self.kind, path.stem, path)
+        try:
+            legacy = sorted((root / LEGACY_DIR).iterdir())
+        except OSError:
+            return
+        for path in legacy:
+            if (path.suffix == ".json" and not path.name.startswith(".") and path.stem not in folders
+                    and path.is_file()):  # a migrated session: its new copy wins
                 yield Identity(self.kind, path.stem, path)
 
     def identify(self, root: Path, path: Path) -> Identity | None:
@@ -364,14 +535,24 @@ class CopilotSource:
             return Identity(self.kind, path.stem, path)
         if path.name == WORKSPACE and path.parent.parent == state_dir and not path.parent.name.startswith("."):
             return Identity(self.kind, path.parent.name, path.parent / EVENTS)  # a rename: its session's title
+        if path.suffix == ".json" and path.parent == root / LEGACY_DIR and not path.name.startswith("."):
+            return Identity(self.kind, path.stem, path)
         return None
 
+    def shape_of(self, ident: Identity) -> Literal["log", "snapshot"]:
+        """A legacy file is a snapshot (rewritten whole); every other session a log."""
+        return "snapshot" if is_legacy(ident) else "log"
+
     def version(self, ident: Identity) -> Version:
+        if is_legacy(ident):
+            return stat_version(ident.path)
         v = stat_version(ident.path)
         return Version(v.size, max(v.mtime_ns, self.beside_mtime_ns(ident)), v.inode, v.ctime_ns)
 
     def beside_mtime_ns(self, ident: Identity) -> int:
         """workspace.yaml's mtime: renaming a session (its `name`) is a change of the session."""
+        if is_legacy(ident):
+            return 0
         try:
             return os.stat(session_folder(ident) / WORKSPACE).st_mtime_ns
         except OSError:
@@ -380,6 +561,8 @@ class CopilotSource:
     def title_beside(self, ident: Identity) -> str | None:
         """`workspace.yaml` `name`: Copilot's title for the session (auto-named from the first prompt, or
         the user's own when `user_named`)."""
+        if is_legacy(ident):
+            return None
         try:
             text = (session_folder(ident) / WORKSPACE).read_text("utf-8", "replace")
         except (OSError, ValueError):
@@ -388,6 +571,8 @@ class CopilotSource:
         return name.strip() or None if name else None
 
     def fallback_cwd(self, ident: Identity) -> str | None:
+        if is_legacy(ident):
+            return None  # read_snapshot already took the system prompt's; nothing else records one
         try:
             text = (session_folder(ident) / WORKSPACE).read_text("utf-8", "replace")
         except (OSError, ValueError):
@@ -397,6 +582,26 @@ class CopilotSource:
 
     def parse_line(self, state: CopilotState, line: bytes, ctx: ParseContext) -> Message | None:  # type: ignore[override]
         return one_message(state, line_messages(state, line))
+
+    def read_snapshot(self, ident: Identity, ctx: ParseContext) -> Snapshot:
+        """A legacy session file, read whole (empty when its migrated copy exists: that one is the session)."""
+        import blake3  # only a sync reads: `status` and a no-op import never load it
+
+        path = ident.path
+        if _new_copy_exists(path.parent.parent, ident.session_id):
+            return Snapshot(state=CopilotState(shadowed=True), messages=[], digest=blake3.blake3().digest())
+        data = path.read_bytes()
+        parsed = parse_legacy(data)
+        if parsed is None:  # caught mid-rewrite (written in place), or corrupt
+            time.sleep(RETRY_DELAY_S)
+            data = path.read_bytes()
+            parsed = parse_legacy(data)
+        if parsed is None:
+            if time.time() - os.stat(path).st_mtime < FRESH_WRITE_S:
+                raise Incomplete(f"{path} is not whole JSON (Copilot rewrites it in place)")
+            parsed = CopilotState(malformed=1), []
+        state, messages = parsed
+        return Snapshot(state=state, messages=messages, digest=blake3.blake3(data).digest())
 
 
 SOURCE = CopilotSource()

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.sources.base import Identity, ParseContext
-from daemon.sources.copilot import (SOURCE, CopilotState, decode_events, line_messages, one_message,
-                                    workspace_value)
-from daemon.transcript import Message as Msg, Reasoning, Text, ToolCall, ToolResult
+from daemon.sources.base import Identity, Incomplete, ParseContext, shape_of
+from daemon.sources.copilot import (SOURCE, CopilotState, decode_events, legacy_message, line_messages, one_message,
+                                    parse_legacy, typed_text, workspace_value)
+from daemon.transcript import Image, Message as Msg, Reasoning, Text, ToolCall, ToolResult
 from message_view import View as Message, view
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "copilot" / "home" / ".copilot"
@@ -477,7 +479,14 @@ def test_discover_both_layouts_once_per_session_id(tmp_path):
     ("session-state/abc/files/events.jsonl", None),
     ("session-state/.x/events.jsonl", None),
     ("session-state/.x.jsonl", None),
-    ("history-session-state/abc.json", None),
+    ("history-session-state/abc.json", "abc"),  # legacy: the file itself (a snapshot)
+    ("history-session-state/.abc.json", None),
+    ("history-session-state/sub/abc.json", None),
+    ("history-session-state/abc.jsonl", None),
+    ("config.json", None),  # the other .json files under ~/.copilot are no sessions
+    ("mcp-config.json", None),
+    ("session-state/abc/checkpoints/index.json", None),
+    ("session-state/abc.json", None),
     ("events.jsonl", None),
     ("other/abc/events.jsonl", None),
     ("logs/session.jsonl", None),
@@ -487,14 +496,153 @@ def test_identify(rel, sid):
     ident = SOURCE.identify(root, root / rel)
     assert (ident.session_id if ident else None) == sid
     if ident is not None:
-        log = root / rel if rel.endswith(".jsonl") else (root / rel).parent / "events.jsonl"
+        log = root / rel if rel.endswith((".jsonl", ".json")) else (root / rel).parent / "events.jsonl"
         assert ident == Identity("copilot", sid, log)
+        assert SOURCE.shape_of(ident) == ("snapshot" if rel.endswith(".json") else "log")
+        assert shape_of(SOURCE, ident) == SOURCE.shape_of(ident)
 
 
-def test_watch_sees_the_events_files_and_renames():
+def test_watch_sees_the_events_files_renames_and_legacy_files():
     assert SOURCE.watch.wants("events.jsonl") and SOURCE.watch.wants("abc.jsonl")
     assert SOURCE.watch.wants("workspace.yaml") and not SOURCE.watch.wants("session.db")
-    assert SOURCE.watch.depth == 2
+    assert SOURCE.watch.wants("3c1f0d6e-9a2b-4e57-b8c4-2f6a0e9d1b7a.json")  # history-session-state/<id>.json
+    assert SOURCE.watch.depth == 2  # history-session-state/<id>.json is one folder down, events.jsonl two
+
+
+# ---------------------------------------------------------------- legacy history-session-state/<id>.json
+
+LEGACY_FIXTURES = FIXTURES.parent.parent / "legacy"
+SID_LEGACY = "3c1f0d6e-9a2b-4e57-b8c4-2f6a0e9d1b7a"
+
+
+def install_legacy(root: Path, cwd: str = "/w") -> Path:
+    """The legacy fixture files in `root/history-session-state/`, `__CWD__` replaced."""
+    for src in (LEGACY_FIXTURES / "history-session-state").glob("*.json"):
+        dst = root / "history-session-state" / src.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_text(src.read_text(encoding="utf-8").replace("__CWD__", cwd), encoding="utf-8")
+    return root / "history-session-state"
+
+
+def read_legacy(root: Path, sid: str) -> tuple[list[Message], CopilotState]:
+    snap = SOURCE.read_snapshot(Identity("copilot", sid, root / "history-session-state" / f"{sid}.json"), CTX)
+    assert isinstance(snap.state, CopilotState)
+    return [view(m) for m in snap.messages], snap.state
+
+
+def test_legacy_session_reads_chat_messages_with_tools_cwd_from_the_system_prompt(tmp_path):
+    install_legacy(tmp_path, "/home/u/work")
+    msgs, state = read_legacy(tmp_path, SID_LEGACY)
+    assert msgs == [
+        Message("user", "Why does test_totals fail on an empty cart?", None),  # <current_datetime> cut
+        Message("assistant", "Let me run it.\n\n[external_agent_tool_call: bash]\ndescription: Run the failing "
+                "test\ncommand: pytest -q tests/test_totals.py\n[/external_agent_tool_call]", None),
+        Message("assistant", "[external_agent_tool_result]\nF\n1 failed: ZeroDivisionError: division by zero\n"
+                "[/external_agent_tool_result]", None),
+        Message("assistant", "[external_agent_tool_call: str_replace_editor]\ncommand: view\n"
+                "[/external_agent_tool_call]", None),  # Codex's note for a `command` input
+        Message("assistant", "[external_agent_tool_result]\n1. def total(cart):\n2.     return sum(cart) / "
+                "len(cart)\n[/external_agent_tool_result]", None),
+        Message("assistant", "total() divides by len(cart), which is 0 for an empty cart.", None),
+        Message("user", "Fix it, please.", None),  # the <reminder> part dropped
+        Message("assistant", "Fixed: an empty cart now totals 0.", None),
+    ]
+    assert not any("GitHub Copilot CLI" in m.text for m in msgs)  # the system prompt is no message
+    assert (state.cwd, state.start_ms, state.custom_title) == ("/home/u/work/orders", 1759240931250, None)
+    assert (state.malformed, state.unknown, state.shadowed) == (0, 0, False)
+    assert SOURCE.fallback_cwd(Identity("copilot", SID_LEGACY, tmp_path / "x" / f"{SID_LEGACY}.json")) is None
+
+
+@pytest.mark.parametrize("text, typed", [
+    ("<current_datetime>2025-09-30T14:02:11Z</current_datetime>\n\nhi", "hi"),
+    ("hi\n\n<system_reminder>x</system_reminder>", "hi"),
+    ("<current_datetime>t</current_datetime>\nhi\n<reminder>a</reminder>\n<reminder>b</reminder>", "hi"),
+    ("hi <reminder>x</reminder> and <reminder>y</reminder>", "hi <reminder>x</reminder> and"),  # one block
+    ("  as typed <b>bold</b>  ", "  as typed <b>bold</b>  "),  # nothing to cut: verbatim
+    ("a </reminder>", "a </reminder>"),
+])
+def test_typed_text_cuts_only_copilots_wrappers(text, typed):
+    assert typed_text(text) == typed
+
+
+def test_legacy_message_shapes_are_read_or_counted():
+    s = CopilotState()
+    assert legacy_message(s, {"role": "user", "content": [{"type": "image_url", "image_url": {
+        "url": "data:image/png;base64,AAAA"}}]}) == Msg("user", (Image("image/png"),))
+    assert legacy_message(s, {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "view", "arguments": "not json"}},
+        {"function": {"name": "grep", "arguments": {"pattern": "x"}}}, 7]}) == Msg("assistant", (
+            ToolCall("view", "not json"), ToolCall("grep", {"pattern": "x"})))
+    assert s.malformed == 1  # the 7
+    assert legacy_message(s, {"role": "tool", "content": None}) == Msg("user", (ToolResult(""),))
+    assert legacy_message(s, {"role": "user", "content": "   "}) is None
+    assert legacy_message(s, {"role": "developer", "content": "x"}) is None and s.unknown == 1
+    assert legacy_message(s, {"role": "user", "content": [{"type": "audio"}]}) is None and s.unknown == 2
+    assert legacy_message(s, "nope") is None and s.malformed == 2
+    assert legacy_message(s, {"role": "system", "content": "* Current working directory: relative/x"}) is None
+    assert s.cwd is None  # only an absolute path is a cwd
+
+
+@pytest.mark.parametrize("data", [b"[1, 2]", b'"x"', b"[" * 3000 + b"]" * 3000,
+                                  b'{"chatMessages": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+                                  b'{"chatMessages": 3, "startTime": 5}'])
+def test_legacy_document_of_another_shape_reads_empty(data):
+    state, messages = parse_legacy(data)
+    assert messages == [] and state.start_ms is None
+
+
+def test_discover_lists_legacy_sessions_and_the_new_copy_wins(tmp_path):
+    root = tmp_path / ".copilot"
+    shutil.copytree(FIXTURES, root)
+    legacy = install_legacy(root)
+    (legacy / ".hidden.json").write_text("{}")
+    (legacy / "notes.txt").write_text("x")
+    (legacy / "folder.json").mkdir()
+    found = list(SOURCE.discover(root))
+    legacy_found = [i for i in found if i.path.parent == legacy]
+    assert legacy_found == [Identity("copilot", SID_LEGACY, legacy / f"{SID_LEGACY}.json")]  # not SID_A's copy
+    assert [i.path for i in found if i.session_id == SID_A] == [root / "session-state" / SID_A / "events.jsonl"]
+    assert len({i.session_id for i in found}) == len(found)
+    assert SOURCE.version(legacy_found[0]).size == legacy_found[0].path.stat().st_size
+
+
+def test_legacy_copy_of_a_migrated_session_reads_empty(tmp_path):
+    root = tmp_path / ".copilot"
+    shutil.copytree(FIXTURES, root)
+    install_legacy(root)
+    msgs, state = read_legacy(root, SID_A)  # session-state/<SID_A>/events.jsonl exists: it is the session
+    assert msgs == [] and state.shadowed
+    (root / "session-state" / SID_A / "events.jsonl").unlink()
+    msgs, state = read_legacy(root, SID_A)  # the new copy gone: the legacy one is read again
+    assert [m.text for m in msgs] == ["The legacy copy's question, before Copilot migrated this session.",
+                                      "The legacy copy's answer."] and not state.shadowed
+
+
+def test_legacy_file_caught_mid_rewrite_is_incomplete_then_skipped_once_old(tmp_path):
+    path = install_legacy(tmp_path) / f"{SID_LEGACY}.json"
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])  # rewritten in place, not atomically: half of it so far
+    with pytest.raises(Incomplete):
+        read_legacy(tmp_path, SID_LEGACY)
+    old = time.time() - 3600
+    os.utime(path, (old, old))  # still half a document an hour later: corrupt, not being written
+    msgs, state = read_legacy(tmp_path, SID_LEGACY)
+    assert msgs == [] and state.malformed == 1
+    path.write_bytes(whole)
+    assert len(read_legacy(tmp_path, SID_LEGACY)[0]) == 8
+
+
+def test_bench_generator_writes_legacy_files_the_parser_reads(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from bench.agents import copilot as gen
+
+    path = gen.write_legacy_session(tmp_path, "/w", "s-2", [("first", "one"), ("second", "two")])
+    assert SOURCE.identify(tmp_path, path) == Identity("copilot", "s-2", path)
+    msgs, s = read_legacy(tmp_path, "s-2")
+    assert [(m.role, m.text) for m in msgs if not m.text.startswith("[external")] == [
+        ("user", "first"), ("assistant", "one"), ("user", "second"), ("assistant", "two")]
+    assert sum(m.text.startswith("[external_agent_tool_call: bash]") for m in msgs) == 1
+    assert (s.cwd, s.malformed, s.unknown) == ("/w", 0, 0)
 
 
 def test_one_message_joins_same_side_only():

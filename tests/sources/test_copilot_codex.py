@@ -134,3 +134,93 @@ def test_renaming_a_session_in_copilot_renames_its_thread(tree: Tree) -> None:
     assert summary["imported"] == 0 and summary["failed"] == 0, summary  # a rename is no new turn
     _, read = _threads(tree)[ids[C]]
     assert read["name"] == "TODO audit"
+
+
+# ---------------------------------------------------------------- legacy history-session-state/<id>.json
+
+LEGACY_FIXTURES = FIXTURES.parent.parent / "legacy" / "history-session-state"
+LEGACY = "3c1f0d6e-9a2b-4e57-b8c4-2f6a0e9d1b7a"
+MIGRATED = "7d0c9b8a-1e2f-4a3b-9c4d-5e6f70819203"
+
+
+def _install_legacy(tree: Tree) -> Path:
+    folder = tree.home / ".copilot" / "history-session-state"
+    folder.mkdir(parents=True)
+    for src in LEGACY_FIXTURES.glob("*.json"):
+        (folder / src.name).write_text(src.read_text(encoding="utf-8").replace("__CWD__", str(tree.root / "repos")),
+                                       encoding="utf-8")
+    return folder
+
+
+def test_legacy_sessions_import_and_a_migrated_copy_stays_one_thread(tree: Tree) -> None:
+    _install_legacy(tree)  # LEGACY, and a legacy copy of A (whose session-state/<A>/events.jsonl exists)
+    summary = run_import(tree)
+    assert summary["imported"] == 6, summary
+    ids = _by_session(tree)
+    assert sorted(ids) == sorted([*expected(tree.root / "repos"), LEGACY])
+    threads = _threads(tree)
+    assert len(threads) == 6
+    listed, read = threads[ids[LEGACY]]
+    assert listed["cwd"] == str(tree.root / "repos" / "orders")  # from the system prompt
+    assert read["name"] == "Why does test_totals fail on an empty cart?"  # no title recorded: the first prompt
+    assert read_view(read) == [
+        ("Why does test_totals fail on an empty cart?", [
+            "Let me run it.\n\n[external_agent_tool_call: bash]\ndescription: Run the failing test\n"
+            "command: pytest -q tests/test_totals.py\n[/external_agent_tool_call]",
+            "[external_agent_tool_result]\nF\n1 failed: ZeroDivisionError: division by zero\n"
+            "[/external_agent_tool_result]",
+            "[external_agent_tool_call: str_replace_editor]\ncommand: view\n[/external_agent_tool_call]",
+            "[external_agent_tool_result]\n1. def total(cart):\n2.     return sum(cart) / len(cart)\n"
+            "[/external_agent_tool_result]",
+            "total() divides by len(cart), which is 0 for an empty cart."]),
+        ("Fix it, please.", ["Fixed: an empty cart now totals 0.", MARKER])]
+    assert read_view(threads[ids[A]][1]) == expected(tree.root / "repos")[A][2]  # the new copy's content
+    again = run_import(tree)
+    assert (again["imported"], again["unchanged"]) == (0, 6), again
+
+
+def test_a_legacy_session_migrated_by_copilot_continues_in_its_thread(tree: Tree) -> None:
+    root, cwd = tree.home / ".copilot", str(tree.root / "repos" / "api")
+    turns = [("Why is the cache cold?", "It is flushed on every deploy.")]
+    gen.write_legacy_session(root, cwd, MIGRATED, turns)
+    summary = run_import(tree)
+    assert summary["imported"] == 6, summary
+    thread = _by_session(tree)[MIGRATED]
+    assert read_view(_threads(tree)[thread][1]) == [("Why is the cache cold?", [
+        "[external_agent_tool_call: bash]\ndescription: List files\ncommand: ls\n[/external_agent_tool_call]",
+        "[external_agent_tool_result]\nREADME.md\nsrc\n[/external_agent_tool_result]",
+        "It is flushed on every deploy.", MARKER])]
+
+    # `copilot --resume` migrates it into session-state/<id>/events.jsonl and goes on there; the legacy
+    # file lingers beside it
+    gen.write_session(root, cwd, MIGRATED, [*turns, ("Keep it warm then.", "Warmed after each deploy now.")],
+                      title="Cold cache")
+    summary = run_import(tree)
+    assert summary["by_kind"] == {"rewritten": 1}, summary
+    assert _by_session(tree)[MIGRATED] == thread  # the same thread, no second one
+    threads = _threads(tree)
+    assert len(threads) == 6
+    _, read = threads[thread]
+    assert read["name"] == "Cold cache"  # workspace.yaml's name now
+    view = read_view(read)
+    assert [u for u, _ in view] == ["Why is the cache cold?", "Keep it warm then."]
+    assert view[1][1] == ["Warmed after each deploy now.", MARKER]
+
+    gen.write_legacy_session(root, cwd, MIGRATED, [("an old Copilot rewrote the legacy copy", "ignored")])
+    again = run_import(tree)
+    assert (again["imported"], again["unchanged"]) == (0, 6), again  # discovery lists the new copy only
+    assert read_view(_threads(tree)[thread][1]) == view
+
+
+def test_a_legacy_file_caught_mid_rewrite_is_retried(tree: Tree) -> None:
+    root, cwd = tree.home / ".copilot", str(tree.root / "repos" / "orders")
+    path = gen.write_legacy_session(root, cwd, MIGRATED, [("Half written?", "Whole now.")], tools=False)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) * 2 // 3])  # Copilot's in-place rewrite, caught two thirds in
+    summary = run_import(tree, check=False)
+    assert summary["imported"] == 5 and summary["by_kind"].get("deferred") == 1, summary
+    assert MIGRATED not in _by_session(tree)
+    path.write_bytes(whole)
+    summary = run_import(tree)
+    assert summary["by_kind"] == {"imported": 1}, summary
+    assert read_view(_threads(tree)[_by_session(tree)[MIGRATED]][1]) == [("Half written?", ["Whole now.", MARKER])]
