@@ -133,7 +133,10 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Confi
     for kind in SOURCES:
         roots = getattr(args, f"{kind}_root", None)
         if roots:
-            sources[kind] = SourceConfig(enabled=True, roots=[str(Path(r).absolute()) for r in roots])
+            # the flag names the roots and enables the agent; its other settings stay the config file's
+            base = sources.get(kind) or SourceConfig()
+            sources[kind] = SourceConfig(enabled=True, roots=[str(Path(r).absolute()) for r in roots],
+                                         child_sessions=base.child_sessions)
     updates["sources"] = sources
     import msgspec
 

@@ -21,10 +21,14 @@ class ConfigError(Exception):
 
 
 class SourceConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """Per-agent settings. `roots` empty means the agent's default folder(s)."""
+    """Per-agent settings. `roots` empty means the agent's default folder(s). `child_sessions`: the
+    sessions an agent keeps for its sub-agent runs (OpenCode's child sessions) become threads of their
+    own; accepted only for an agent whose plug-in has them (`discover_children`), so it never silently
+    does nothing."""
 
     enabled: bool = True
     roots: list[str] = []
+    child_sessions: bool = False
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -76,6 +80,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
             unknown = sorted(set(self.sources) - set(SOURCES))
             checks.append((not unknown, f"unknown source {', '.join(unknown)} in [sources]; known: "
                                         f"{', '.join(SOURCES)}"))
+            with_children = [k for k, s in SOURCES.items() if hasattr(s, "discover_children")]
+            for kind, sc in sorted(self.sources.items()):
+                if sc.child_sessions and kind in SOURCES and kind not in with_children:
+                    checks.append((False, f"child_sessions in [sources.{kind}]: {SOURCES[kind].label} keeps no "
+                                          f"child sessions; it applies to {', '.join(with_children)}"))
         for ok, message in checks:
             if not ok:
                 raise msgspec.ValidationError(message)

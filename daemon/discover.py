@@ -16,6 +16,7 @@ from pathlib import Path
 
 from daemon.config import Config, expand
 from daemon.sources import SOURCES, Identity, Source, Version
+from daemon.sources.base import sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,7 @@ class Root:
     source: Source
     path: Path
     explicit: bool  # named by the user: its absence is worth a warning
+    children: bool = False  # `child_sessions = true`: the agent's child sessions are listed too
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +39,11 @@ def roots(cfg: Config, env: Mapping[str, str]) -> list[Root]:
         sc = cfg.sources.get(kind)
         if sc is not None and not sc.enabled:
             continue
+        children = sc is not None and sc.child_sessions
         if sc is not None and sc.roots:
-            out.extend(Root(source, expand(r, env).absolute(), True) for r in sc.roots)
+            out.extend(Root(source, expand(r, env).absolute(), True, children) for r in sc.roots)
         else:
-            out.extend(Root(source, p.absolute(), False) for p in source.default_roots(env))
+            out.extend(Root(source, p.absolute(), False, children) for p in source.default_roots(env))
     return out
 
 
@@ -56,7 +59,7 @@ def discover(cfg: Config, env: Mapping[str, str], now: float | None = None) -> t
                                 f"or the --{root.source.kind}-root flag")
             continue
         try:
-            for ident in root.source.discover(root.path):
+            for ident in sessions(root.source, root.path, children=root.children):
                 if _through_symlink(root.path, ident.path, linked):
                     continue  # the roots are what the user gave us: a link inside one is not followed
                 try:

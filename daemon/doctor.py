@@ -109,7 +109,7 @@ def check_config(config_path: Path | None, config_error: str | None, env: Mappin
 def check_roots(cfg: Config, env: Mapping[str, str]) -> tuple[list[Check], list[Path]]:
     """One line per source root; also the roots that exist (for the inotify count)."""
     from daemon.discover import roots
-    from daemon.sources import SOURCES
+    from daemon.sources import SOURCES, base
 
     checks: list[Check] = []
     existing: list[Path] = []
@@ -130,7 +130,7 @@ def check_roots(cfg: Config, env: Mapping[str, str]) -> tuple[list[Check], list[
             checks.append(fail(kind, f"{path} is not a folder", config_fix))
             continue
         try:
-            sessions = sum(1 for _ in root.source.discover(path))
+            sessions = sum(1 for _ in base.sessions(root.source, path, children=root.children))
             os.listdir(path)
         except OSError as exc:
             checks.append(fail(kind, f"cannot read {path}: {exc.strerror}", f"chmod u+rx {path}"))

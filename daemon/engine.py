@@ -86,6 +86,7 @@ class Job:
     codex_compatible: bool = False  # write what Codex's own importer writes (daemon/codex/compat.py)
     skip_missing_cwd: bool = False  # Codex's rule: no new thread for a session whose cwd is gone
     codex_import: tuple[str, str] | None = None  # (thread id, sha256): Codex's own import of this session
+    child_sessions: bool = False  # `[sources.<kind>] child_sessions`: a child session is read as a thread
 
     @classmethod
     def of(cls, ident: Identity, row: Row | None, cfg: Config, paths: Paths,
@@ -94,7 +95,13 @@ class Job:
         return cls(ident, row, paths.codex_home, paths.ledger, cfg.max_line_mb << 20,
                    codex_compatible=cfg.codex_compatible,
                    skip_missing_cwd=cfg.skip_missing_cwd or cfg.codex_compatible,
-                   codex_import=codex_import if row is None else None)
+                   codex_import=codex_import if row is None else None,
+                   child_sessions=child_sessions(cfg, ident.kind))
+
+
+def child_sessions(cfg: Config, kind: str) -> bool:
+    sc = cfg.sources.get(kind)
+    return sc is not None and sc.child_sessions
 
 
 class _Skip(Exception):
@@ -428,7 +435,7 @@ def _read_snapshot(job: Job, out: Outcome) -> _Read | None:
     if row is not None and (row.size, row.mtime_ns, row.inode) == out.stat and row.path == str(ident.path):
         out.kind = "unchanged"
         return None
-    ctx = ParseContext(mtime_ms=version.mtime_ns // 1_000_000)
+    ctx = ParseContext(mtime_ms=version.mtime_ns // 1_000_000, child_sessions=job.child_sessions)
     snap = source.read_snapshot(ident, ctx)
     faults.point("fold", ident.path)
     out.bytes_read = version.size

@@ -257,7 +257,8 @@ def _row(cfg: Config, paths: Paths, ident: Identity, generation: int, ours: Ours
                 generation=generation, rollout_path=str(ours.path), first_imported_at=written,
                 updated_at=written, synced_at=now)
     read = None
-    job = engine.Job(ident, None, paths.codex_home, paths.ledger, cfg.max_line_mb << 20)
+    job = engine.Job(ident, None, paths.codex_home, paths.ledger, cfg.max_line_mb << 20,
+                     child_sessions=engine.child_sessions(cfg, ident.kind))
     out = engine.Outcome(kind="failed", source=ident.kind, path=str(ident.path), session_id=ident.session_id)
     try:
         snapshot = shape_of(SOURCES[ident.kind], ident) == "snapshot"

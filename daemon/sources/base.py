@@ -65,6 +65,10 @@ class Identity:
 @dataclass(frozen=True, slots=True)
 class ParseContext:
     mtime_ms: int  # the file's mtime: the timestamp of last resort (Cursor records carry none)
+    # The user's `[sources.<kind>] child_sessions`: a plug-in whose agent keeps sub-agent runs as sessions
+    # of their own (OpenCode) reads one as a thread when it is set, and as empty otherwise (so a live
+    # change to a child's file never imports it unasked).
+    child_sessions: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +149,11 @@ class Source(Protocol):
     # append-only logs): `shape_of(ident) -> "log" | "snapshot"`, pure, decided from the identity's path;
     # without it every session has the plug-in's `shape` (callers use `shape_of` below).
     #
+    # Optional, for agents with child sessions (sub-agent runs) kept as sessions of their own:
+    #   discover_children(root) -> Iterator[Identity]   those sessions, listed only when the user's config
+    #                                                   sets `[sources.<kind>] child_sessions = true`
+    #                                                   (config.py accepts the switch only for such plug-ins)
+    #
     # Optional, for agents that keep metadata in a file beside the session (Copilot's workspace.yaml):
     #   title_beside(ident) -> str | None   the title kept there (read in the worker when naming a thread)
     #   beside_mtime_ns(ident) -> int       the newest mtime of those files, folded into the version
@@ -163,6 +172,14 @@ def shape_of(source: Source, ident: Identity) -> Literal["log", "snapshot"]:
     """How this session is read: the plug-in's `shape_of(ident)` when it has one, else its `shape`."""
     per_session = getattr(source, "shape_of", None)
     return per_session(ident) if per_session is not None else source.shape
+
+
+def sessions(source: Source, root: Path, *, children: bool = False) -> Iterator[Identity]:
+    """`discover(root)`, then the child sessions when the user asked for them and the plug-in has some."""
+    yield from source.discover(root)
+    listed = getattr(source, "discover_children", None) if children else None
+    if listed is not None:
+        yield from listed(root)
 
 
 def project_dirs(root: Path) -> list[Path]:

@@ -25,8 +25,13 @@ placeholder (`New session - <ISO time>`, `Child session - …`). cwd: `session.d
 assistant message's `path.cwd`, else the project's worktree. Order: messages by (time created, id),
 parts by id.
 
-Dropped on purpose: child sessions (`parent_id` / `parentID`: subagent runs, not top-level threads;
-their parent shows the task call), pending tool calls (their input is still streaming), compaction
+Child sessions (`parent_id` / `parentID`: subagent runs; their parent shows the `task` call and its
+result) are no threads by default: `discover` skips them and one read anyway (a live change to its JSON
+file) reads as empty (`state.child`). With `[sources.opencode] child_sessions = true` they are listed by
+`discover_children` and read (`ctx.child_sessions`) as threads of their own, titled by their own title
+unless it is the placeholder (`Child session - …`: the thread is named from the subagent's prompt).
+
+Dropped on purpose: pending tool calls (their input is still streaming), compaction
 summaries (`summary: true` messages, `compaction` parts: the old messages stay), step / snapshot / patch
 / agent / subtask / retry parts, non-image files (their text arrives as synthetic parts), and in 2.x
 `system`, `synthetic`, `compaction`, `model-switched`, `agent-switched` rows. Unknown part, role or row
@@ -66,7 +71,7 @@ _SKIPPED_V2 = frozenset({"system", "synthetic", "compaction", "model-switched", 
 class OpenCodeState(SourceState, kw_only=True):
     store: str | None = None  # "db" (1.x tables), "db-v2" (session_message) or "json"
     shadowed: bool = False  # a JSON copy of a session the database holds (read as empty)
-    child: bool = False  # a subagent session (read as empty)
+    child: bool = False  # a subagent session (read as empty unless child_sessions is set)
 
 
 # -- record shapes (decoded from `data` columns and JSON files; unknown fields ignored) ---------------
@@ -425,8 +430,10 @@ def db_version(con: sqlite3.Connection, schema: DbSchema, sid: str) -> Version:
     return Version(size=row[1], mtime_ns=mtime * 1_000_000, inode=row[2])
 
 
-def read_db_session(con: sqlite3.Connection, schema: DbSchema, sid: str) -> tuple[OpenCodeState, list[Message], bytes]:
-    """One session, read in one transaction: its state, messages and the blake3 of the rows read."""
+def read_db_session(con: sqlite3.Connection, schema: DbSchema, sid: str, *, children: bool = False
+                    ) -> tuple[OpenCodeState, list[Message], bytes]:
+    """One session, read in one transaction: its state, messages and the blake3 of the rows read (a child
+    session read as empty unless `children`)."""
     hasher = _hasher()
     state = OpenCodeState(store="db")
     row = con.execute(f'SELECT id, {_col(schema, "parent_id")}, {_col(schema, "directory")}, '
@@ -435,8 +442,8 @@ def read_db_session(con: sqlite3.Connection, schema: DbSchema, sid: str) -> tupl
     if row is None:
         return state, [], hasher.digest()
     hasher.update(msgspec.msgpack.encode(list(row)))
-    if row[1] is not None:
-        state.child = True
+    state.child = row[1] is not None
+    if state.child and not children:
         return state, [], hasher.digest()
     session_meta(state, directory=row[2], title=row[3], created=None)
     start = _int(row[4])
@@ -561,15 +568,16 @@ def _json_files(folder: Path) -> list[Path]:
         return []
 
 
-def read_json_session(storage: Path, session_file: Path) -> tuple[OpenCodeState, list[Message], bytes]:
+def read_json_session(storage: Path, session_file: Path, *, children: bool = False
+                      ) -> tuple[OpenCodeState, list[Message], bytes]:
     hasher = _hasher()
     state = OpenCodeState(store="json")
     info, _ = _read_json_file(session_file, _session_decoder, hasher)
     if info is None:
         state.malformed += 1
         return state, [], hasher.digest()
-    if isinstance(info.parentID, str) and info.parentID:
-        state.child = True
+    state.child = isinstance(info.parentID, str) and info.parentID != ""
+    if state.child and not children:
         return state, [], hasher.digest()
     session_meta(state, directory=info.directory, title=info.title, created=_created(info.time))
     sid = session_file.stem
@@ -659,6 +667,14 @@ class OpenCodeSource:
         return roots
 
     def discover(self, root: Path) -> Iterator[Identity]:
+        """Top-level sessions (not children), each id once: the database's copy wins."""
+        return self._discover(root, children=False)
+
+    def discover_children(self, root: Path) -> Iterator[Identity]:
+        """Child sessions (subagent runs), listed when `[sources.opencode] child_sessions = true`."""
+        return self._discover(root, children=True)
+
+    def _discover(self, root: Path, *, children: bool) -> Iterator[Identity]:
         seen: set[str] = set()
         for db in _databases(root):
             try:
@@ -668,9 +684,10 @@ class OpenCodeSource:
                 continue
             self.unknown_stores.pop(str(db), None)
             for sid, child in sessions:
-                if not child and sid not in seen:
+                if sid not in seen:
                     seen.add(sid)
-                    yield Identity(self.kind, sid, db / sid)
+                    if child == children:
+                        yield Identity(self.kind, sid, db / sid)
         if root.is_file():
             return
         sessions_dir = root / "storage" / "session"
@@ -686,10 +703,10 @@ class OpenCodeSource:
                     info, _ = _read_json_file(path, _session_decoder, _hasher())
                 except Incomplete:
                     info = None  # being written: listed now, read when it settles
-                if info is not None and isinstance(info.parentID, str) and info.parentID:
-                    continue
                 seen.add(path.stem)
-                yield Identity(self.kind, path.stem, path)
+                child = info is not None and isinstance(info.parentID, str) and info.parentID != ""
+                if child == children:
+                    yield Identity(self.kind, path.stem, path)
 
     def identify(self, root: Path, path: Path) -> Identity | None:
         try:
@@ -715,13 +732,14 @@ class OpenCodeSource:
     def read_snapshot(self, ident: Identity, ctx: ParseContext) -> Snapshot:
         db = _db_of(ident)
         if db is not None:
-            state, messages, digest = _with_db(db, lambda con, schema: read_db_session(con, schema, ident.session_id))
+            state, messages, digest = _with_db(db, lambda con, schema: read_db_session(
+                con, schema, ident.session_id, children=ctx.child_sessions))
         else:
             storage = ident.path.parents[2]
             if self._in_database(storage.parent, ident.session_id):
                 state, messages, digest = OpenCodeState(store="json", shadowed=True), [], b""
             else:
-                state, messages, digest = read_json_session(storage, ident.path)
+                state, messages, digest = read_json_session(storage, ident.path, children=ctx.child_sessions)
         return Snapshot(state=state, messages=messages, digest=digest or _hasher().digest())
 
     @staticmethod

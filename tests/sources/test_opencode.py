@@ -127,6 +127,27 @@ def test_child_session_is_not_discovered_and_reads_empty(tmp_path):
     assert msgs == [] and state.child
 
 
+def test_child_sessions_are_listed_and_read_only_when_asked(tmp_path):
+    data, repo = install(tmp_path)
+    top = {i.session_id for i in SOURCE.discover(data)}
+    children = list(SOURCE.discover_children(data))
+    assert children == [ident_db(data, CHILD), Identity("opencode", JSON_CHILD, data / "storage" / "session" / "global"
+                                                        / f"{JSON_CHILD}.json")]
+    assert not top & {i.session_id for i in children}
+    on = ParseContext(mtime_ms=0, child_sessions=True)
+    snap = SOURCE.read_snapshot(ident_db(data, CHILD), on)
+    assert [view(m) for m in snap.messages] == [Message("user", "subagent prompt", 1778300005000)]
+    assert (snap.state.child, snap.state.custom_title, snap.state.cwd, snap.state.start_ms) == (
+        True, None, str(repo), 1778300005000)  # `Child session - …` is a placeholder: no title
+    snap = SOURCE.read_snapshot(children[1], on)
+    assert snap.messages == [] and snap.state.child and snap.state.cwd == str(repo)  # no messages in the tree
+    gen.add_session(data / "opencode.db", "ses_7a1f00000002Ch", directory=str(repo), title="Survey the parser",
+                    created=1778300007000, project=PROJECT, parent=TITLED)
+    snap = SOURCE.read_snapshot(ident_db(data, "ses_7a1f00000002Ch"), on)
+    assert snap.state.custom_title == "Survey the parser"  # a child's own title is its thread's
+    assert SOURCE.read_snapshot(ident_db(data, "ses_7a1f00000002Ch"), CTX).state.custom_title is None  # off: empty
+
+
 @pytest.mark.parametrize("title, placeholder", [
     ("New session - 2026-05-09T04:26:40.000Z", True),
     ("Child session - 2026-05-09T04:26:40.000Z", True),

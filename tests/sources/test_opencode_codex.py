@@ -20,7 +20,8 @@ from support import MARKER, Tree, cli_command, read_view, require_codex, run_imp
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench.agents import opencode as gen  # noqa: E402
-from test_opencode import JSON_ONLY, PLACEHOLDER, TITLED, V2, call_note, install, result_note  # noqa: E402
+from test_opencode import (CHILD, JSON_CHILD, JSON_ONLY, PLACEHOLDER, PROJECT, TITLED, V2,  # noqa: E402
+                           call_note, install, result_note)
 
 pytestmark = pytest.mark.codex
 
@@ -144,3 +145,67 @@ def test_opencode_db_names_a_database_elsewhere(tree) -> None:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])["imported"] == 3  # the DB's sessions, not the JSON one
     assert sorted(_by_session(t)) == sorted([TITLED, PLACEHOLDER, V2])
+
+
+# ---------------------------------------------------------------- child sessions (subagent runs)
+
+CHILD_TITLED = "ses_7a1f00000002Ch"
+TASK_NOTE = call_note("task", "description: Survey the parser")
+
+
+def _run_a_subagent(data: Path, repo: Path) -> None:
+    """TITLED runs a subagent (its `task` call and result) whose child session has a title of its own."""
+    db, at = data / "opencode.db", 1778300030000
+    gen.add_message(db, TITLED, "msg_zz10", gen.user(at), [("prt_zz10", gen.text("Ask a subagent to survey it."))], at)
+    gen.add_message(db, TITLED, "msg_zz11", gen.assistant(at + 100, str(repo), "msg_zz10"), [("prt_zz11", gen.tool(
+        "task", "toolu_task", {"description": "Survey the parser", "prompt": "Find what reads the clock",
+                               "subagent_type": "general"}, "parser.ts reads Date.now() directly.", at + 100))],
+        at + 100)
+    gen.add_session(db, CHILD_TITLED, directory=str(repo), title="Survey the parser", created=at + 200,
+                    project=PROJECT, parent=TITLED)
+    gen.add_message(db, CHILD_TITLED, "msg_zz12", gen.user(at + 200),
+                    [("prt_zz12", gen.text("Find what reads the clock"))], at + 200)
+    gen.add_message(db, CHILD_TITLED, "msg_zz13", gen.assistant(at + 300, str(repo), "msg_zz12"),
+                    [("prt_zz13", gen.text("parser.ts reads Date.now() directly."))], at + 300)
+
+
+def _parent_task_turn(threads: dict, ids: dict) -> tuple[str, list[str]]:
+    return read_view(threads[ids[TITLED]][1])[-1]
+
+
+def test_child_sessions_are_no_threads_by_default(tree) -> None:
+    t, data, repo = tree
+    _run_a_subagent(data, repo)
+    summary = run_import(t, "--opencode-root", str(data))
+    assert summary["imported"] == 4, summary
+    ids = _by_session(t)
+    assert CHILD not in ids and CHILD_TITLED not in ids and JSON_CHILD not in ids
+    threads = _threads(t)
+    assert len(threads) == 4
+    assert _parent_task_turn(threads, ids) == ("Ask a subagent to survey it.", [
+        TASK_NOTE, result_note("parser.ts reads Date.now() directly."), MARKER])
+
+
+def test_child_sessions_become_threads_when_configured(tree) -> None:
+    t, data, repo = tree
+    _run_a_subagent(data, repo)
+    config = t.root / "config" / "session-syncd" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("[sources.opencode]\nchild_sessions = true\n")  # the --opencode-root flag keeps it
+    summary = run_import(t, "--opencode-root", str(data))
+    assert summary["imported"] == 6, summary  # the 4 sessions and 2 children (the JSON child has no message)
+    ids = _by_session(t)
+    assert sorted(ids) == sorted([*expected(repo), CHILD, CHILD_TITLED, JSON_CHILD])
+    assert ids[JSON_CHILD] is None
+    threads = _threads(t)
+    assert sorted(threads) == sorted(tid for tid in ids.values() if tid)
+    listed, read = threads[ids[CHILD_TITLED]]
+    assert (listed["cwd"], read["name"]) == (str(repo), "Survey the parser")
+    assert read_view(read) == [("Find what reads the clock", ["parser.ts reads Date.now() directly.", MARKER])]
+    listed, read = threads[ids[CHILD]]
+    assert read["name"] == "subagent prompt"  # `Child session - …` is no title: the first prompt names it
+    assert read_view(read) == [("subagent prompt", [MARKER])]
+    assert _parent_task_turn(threads, ids) == ("Ask a subagent to survey it.", [
+        TASK_NOTE, result_note("parser.ts reads Date.now() directly."), MARKER])  # the parent still shows it
+    again = run_import(t, "--opencode-root", str(data))
+    assert (again["imported"], again["failed"]) == (0, 0), again
