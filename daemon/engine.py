@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
 import os
 import sqlite3
 import stat
@@ -31,13 +32,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import blake3
 import msgspec
 
 from daemon import faults
 from daemon.codex import compat, ids, store
+from daemon.codex.mirror import CODEX_KINDS
 from daemon.config import Config, Paths
 from daemon.codex.lines import GitInfo, SessionMeta, encode, is_codex_metadata, iso_ms
 from daemon.codex.render import closing
@@ -74,6 +76,7 @@ class Outcome(msgspec.Struct, kw_only=True):
     waiting_for: str | None = None  # for a skip: the missing folder whose appearance lifts it
     settled: bool = False  # a failure caused by this version of the file: retried only once it changes
     duration_ms: float = 0.0
+    sha256: str | None = None  # hex sha256 of the whole source at `stat`, when a whole read computed it
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,7 @@ class Job:
     skip_missing_cwd: bool = False  # Codex's rule: no new thread for a session whose cwd is gone
     codex_import: tuple[str, str] | None = None  # (thread id, sha256): Codex's own import of this session
     child_sessions: bool = False  # `[sources.<kind>] child_sessions`: a child session is read as a thread
+    sha256: bool = False  # a whole read also computes Codex's sha256 of the source (for the mirror)
 
     @classmethod
     def of(cls, ident: Identity, row: Row | None, cfg: Config, paths: Paths,
@@ -96,7 +100,8 @@ class Job:
                    codex_compatible=cfg.codex_compatible,
                    skip_missing_cwd=cfg.skip_missing_cwd or cfg.codex_compatible,
                    codex_import=codex_import if row is None else None,
-                   child_sessions=child_sessions(cfg, ident.kind))
+                   child_sessions=child_sessions(cfg, ident.kind),
+                   sha256=cfg.codex_ledger_mirror and ident.kind in CODEX_KINDS)
 
 
 def child_sessions(cfg: Config, kind: str) -> bool:
@@ -134,7 +139,7 @@ def _block_digest(fd: int, index: int, length: int) -> bytes:
 
 
 def prefix_fingerprint(fd: int, length: int, *, ctime_ns: int | None = None, reuse: bytes = b"",
-                       reuse_length: int = 0, cursor: int = 0) -> bytes:
+                       reuse_length: int = 0, cursor: int = 0, blocks: bytes = b"") -> bytes:
     """What the ledger keeps (`prefix_hash`) about the first `length` bytes of a log file, to tell
     "only appended" from "rewritten" without reading what we already folded:
 
@@ -147,12 +152,14 @@ def prefix_fingerprint(fd: int, length: int, *, ctime_ns: int | None = None, reu
       size (`cp -p`, rsync) still moves the ctime, so an equal stat with another ctime is read again;
     - the cursor: the next block `_prefix_intact` checks.
 
-    `reuse` (a fingerprint of the first `reuse_length` bytes of this file, just checked) keeps its full
-    blocks, so extending the fingerprint over appended bytes reads only those and one block: O(new bytes)."""
+    Digests already known are not read again: `blocks` (those of the leading full blocks, computed
+    while the fold read them: `_Hashes.blocks`), or `reuse` (a fingerprint of the first `reuse_length`
+    bytes of this file, just checked: extending it over appended bytes reads only those and one block,
+    O(new bytes))."""
     if ctime_ns is None:
         ctime_ns = os.fstat(fd).st_ctime_ns
-    kept = b""
-    if reuse[:1] == _FP_VERSION and 0 < reuse_length <= length:
+    kept = blocks[:(length // BLOCK) * 16]
+    if not kept and reuse[:1] == _FP_VERSION and 0 < reuse_length <= length:
         kept = reuse[_FP_HEAD:_FP_HEAD + (reuse_length // BLOCK) * 16]
     digests = [kept] + [_block_digest(fd, i, length) for i in range(len(kept) // 16, -(-length // BLOCK))]
     return b"".join([_FP_VERSION, _ends_digest(fd, length), ctime_ns.to_bytes(8, "little", signed=True),
@@ -192,10 +199,59 @@ def _prefix_intact(fd: int, fingerprint: bytes, length: int, budget: int) -> int
     return cursor
 
 
-def _fold_file(fd: int, size: int, start: FoldState, kind: str, ctx: ParseContext,
-               hasher: blake3.blake3, hash_from: int, max_line: int) -> tuple[list[bytes], FoldState]:
-    """Fold bytes [start.offset, size) in chunks (the source is never held whole); feed the bytes from
-    `hash_from` on to `hasher`, each once. Returns the body parts and the new state.
+@dataclass(slots=True)
+class _Hashes:
+    """What is computed over the bytes while the fold reads them, so each byte is read once: the content
+    hash (fed from `start`; chained for an append), and for a read from byte 0 the block digests of the
+    prefix fingerprint and, when the mirror wants it (`Job.sha256`), Codex's sha256 of the whole file."""
+
+    content: blake3.blake3
+    start: int = 0
+    sha256: Any = None  # a hashlib sha256, fed only on a read from byte 0
+    blocks: list[bytes] | None = None  # 16-byte digests of the full BLOCKs from byte 0, in order
+    fed: int = 0  # the end of what was fed
+
+    @classmethod
+    def whole(cls, sha256: bool = False) -> _Hashes:
+        return cls(blake3.blake3(), 0, hashlib.sha256() if sha256 else None, [])
+
+    def feed(self, chunk: bytes, pos: int) -> None:
+        """`chunk` holds bytes [pos, pos + len(chunk)) of the file."""
+        end = pos + len(chunk)
+        if end <= self.fed:
+            return
+        from_ = max(self.start, self.fed, pos)
+        view = memoryview(chunk)
+        if end > from_:
+            self.content.update(view[from_ - pos:])
+            if self.sha256 is not None:
+                if from_ == self.fed:
+                    self.sha256.update(view[from_ - pos:])
+                else:  # a gap (the read did not start at byte 0): no whole-file sha256
+                    self.sha256 = None
+        blocks = self.blocks
+        if blocks is not None:
+            at = len(blocks) * BLOCK
+            if at < pos:  # a gap: the remaining digests are read by prefix_fingerprint
+                self.blocks = None
+            else:
+                while at + BLOCK <= end:
+                    blocks.append(blake3.blake3(view[at - pos:at - pos + BLOCK]).digest(16))
+                    at += BLOCK
+        self.fed = end
+
+    def block_digests(self) -> bytes:
+        return b"".join(self.blocks) if self.blocks else b""
+
+    def sha256_of(self, size: int) -> str | None:
+        """The hex sha256 of the file's first `size` bytes, when every one of them was fed."""
+        return self.sha256.hexdigest() if self.sha256 is not None and self.fed == size else None
+
+
+def _fold_file(fd: int, size: int, start: FoldState, kind: str, ctx: ParseContext, hashes: _Hashes,
+               max_line: int) -> tuple[list[bytes], FoldState]:
+    """Fold bytes [start.offset, size) in chunks (the source is never held whole), feeding each chunk
+    to `hashes` as it is read. Returns the body parts and the new state.
 
     Each byte is read once: an incomplete last line is carried in front of the next chunk. The fold
     skips a line over `max_line` (and stops carrying it), so what is held is at most one chunk plus one
@@ -203,7 +259,6 @@ def _fold_file(fd: int, size: int, start: FoldState, kind: str, ctx: ParseContex
     source = SOURCES[kind]
     state = start
     parts: list[bytes] = []
-    hashed = max(hash_from, start.offset)
     pos = start.offset  # next byte to read; bytes [state.offset, pos) are carried in `carry`
     carry = b""
     while pos < size:
@@ -211,9 +266,7 @@ def _fold_file(fd: int, size: int, start: FoldState, kind: str, ctx: ParseContex
         if not chunk:
             break  # the file shrank while we read: fold what we have, the next event re-syncs
         end = pos + len(chunk)
-        if end > hashed:
-            hasher.update(memoryview(chunk)[hashed - pos:])
-            hashed = end
+        hashes.feed(chunk, pos)
         data = carry + chunk if carry else chunk
         body, state = fold(source, state, data, ctx, max_line)
         if body:
@@ -338,11 +391,11 @@ def _adopt(job: Job) -> Row | None:
         fd = os.open(ident.path, os.O_RDONLY | os.O_NONBLOCK)
         try:
             st = os.fstat(fd)
-            hasher = blake3.blake3()
+            hashes = _Hashes.whole()
             _, state = _fold_file(fd, end, state, ident.kind, ParseContext(mtime_ms=st.st_mtime_ns // 1_000_000),
-                                  hasher, 0, job.max_line)
-            consumed, content_hash = state.offset, hasher.digest()
-            prefix_hash = prefix_fingerprint(fd, consumed)
+                                  hashes, job.max_line)
+            consumed, content_hash = state.offset, hashes.content.digest()
+            prefix_hash = prefix_fingerprint(fd, consumed, blocks=hashes.block_digests())
         finally:
             os.close(fd)
     else:
@@ -402,19 +455,21 @@ def _read_log(job: Job, out: Outcome) -> _Read | None:
             cursor = _prefix_intact(fd, row.prefix_hash, row.consumed, size - row.size)
         if row is not None and cursor is not None:
             mode, start = "append", row.fold_state
-            hasher, hash_from = blake3.blake3(row.content_hash), row.size
+            hashes = _Hashes(blake3.blake3(row.content_hash), row.size)
         else:
             mode, start = ("new" if row is None else "rewrite"), new_fold_state(ident.kind)
-            hasher, hash_from = blake3.blake3(), 0
-        parts, state = _fold_file(fd, size, start, ident.kind, ctx, hasher, hash_from, job.max_line)
+            hashes = _Hashes.whole(job.sha256)
+        parts, state = _fold_file(fd, size, start, ident.kind, ctx, hashes, job.max_line)
         faults.point("fold", path)
         if mode == "append":
             assert row is not None and cursor is not None
             prefix_hash = prefix_fingerprint(fd, state.offset, ctime_ns=st.st_ctime_ns, reuse=row.prefix_hash,
                                              reuse_length=row.consumed, cursor=cursor)
         else:
-            prefix_hash = prefix_fingerprint(fd, state.offset, ctime_ns=st.st_ctime_ns)
-        content_hash = hasher.digest()
+            prefix_hash = prefix_fingerprint(fd, state.offset, ctime_ns=st.st_ctime_ns,
+                                             blocks=hashes.block_digests())
+            out.sha256 = hashes.sha256_of(size)
+        content_hash = hashes.content.digest()
         out.bytes_read = size - start.offset
         out.malformed = (state.source.malformed - start.source.malformed
                          + state.long_lines - start.long_lines)
@@ -692,15 +747,15 @@ def _refold(job: Job, ctx: ParseContext, new: Row) -> tuple[list[bytes], FoldSta
     fd = os.open(ident.path, os.O_RDONLY)
     try:
         st = os.fstat(fd)
-        hasher = blake3.blake3()
-        parts, state = _fold_file(fd, st.st_size, new_fold_state(ident.kind), ident.kind, ctx, hasher, 0, job.max_line)
-        prefix = prefix_fingerprint(fd, state.offset)
+        hashes = _Hashes.whole()
+        parts, state = _fold_file(fd, st.st_size, new_fold_state(ident.kind), ident.kind, ctx, hashes, job.max_line)
+        prefix = prefix_fingerprint(fd, state.offset, blocks=hashes.block_digests())
     finally:
         os.close(fd)
     if state.source.start_ms is None:
         state.source.start_ms = new.fold_state.source.start_ms or _reserve_start(job, ctx.mtime_ms)
     new.size, new.mtime_ns, new.inode = _stat_key(st)
-    new.content_hash, new.prefix_hash, new.consumed, new.fold_state = hasher.digest(), prefix, state.offset, state
+    new.content_hash, new.prefix_hash, new.consumed, new.fold_state = hashes.content.digest(), prefix, state.offset, state
     return parts, state
 
 

@@ -181,7 +181,7 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
                         f"{paths.ledger} ({exc}); free space in the state dir and run import again"
                 _count(summary, out)
                 progress.advance(out.bytes_read)
-                if mirror is not None and out.kind == "imported" and out.row is not None:
+                if mirror is not None and out.kind == "imported" and out.row is not None and out.sha256 is None:
                     _prehash(mirror, out)
                 if mirror is not None and mirror.due():
                     summary.errors.extend(mirror.write(mirror.take()))

@@ -8,7 +8,7 @@ ledger). One transaction per session, as it completes; the rollout is already fs
 from __future__ import annotations
 
 from daemon import faults
-from daemon.codex.mirror import MirrorQueue
+from daemon.codex.mirror import MirrorQueue, SourceDigest
 from daemon.engine import Outcome
 from daemon.ledger import Ledger
 
@@ -68,4 +68,8 @@ def queue_for_mirror(mirror: MirrorQueue, out: Outcome) -> None:
     """Queue a committed session for Codex's import ledger (call in the thread that flushes the queue)."""
     row = out.row
     if row is not None and out.kind in _MIRRORED:
-        mirror.add(out.source, row.path, row.thread_id, row.title, out.kind in ("rewritten", "conflict"))
+        known = None
+        if out.sha256 is not None and out.stat is not None:  # the worker hashed it while it read it whole
+            size, mtime_ns, inode = out.stat
+            known = SourceDigest(out.sha256, size, mtime_ns), inode
+        mirror.add(out.source, row.path, row.thread_id, row.title, out.kind in ("rewritten", "conflict"), known)

@@ -50,8 +50,9 @@ class _State:
     dev: int
     ino: int
     size: int
-    hasher: Any  # hashlib sha256 object (not picklable: lives here only)
+    hasher: Any  # hashlib sha256 object (not picklable: lives here only); None for a known digest
     tail: bytes  # the last TAIL_BYTES bytes before `size`
+    known: SourceDigest | None = None  # a digest a worker computed while it read the file (`seed`)
 
 
 @dataclass
@@ -67,6 +68,19 @@ class Sha256Tracker:
     def forget(self, path: Path | str) -> None:
         self._states.pop(str(path), None)
 
+    def seed(self, path: Path | str, digest: SourceDigest, inode: int) -> None:
+        """Remember a digest computed elsewhere (the worker that read the whole file hashed it in the same
+        pass): while the file keeps that inode, size and mtime, `digest` returns it without reading. It
+        has no hash state to resume, so a later growth hashes the file once from the start."""
+        key = str(path)
+        self._states[key] = _State(-1, inode, digest.size, None, b"", digest)
+        self._states.move_to_end(key)
+        self._trim()
+
+    def _trim(self) -> None:
+        while len(self._states) > self.max_entries:
+            self._states.popitem(last=False)
+
     def digest(self, path: Path | str, *, rewritten: bool = False) -> SourceDigest:
         """The sha256 of the file as it is (its first st_size bytes at open time).
 
@@ -78,6 +92,11 @@ class Sha256Tracker:
         try:
             st = os.fstat(fd)
             state = None if rewritten else self._states.get(key)
+            if state is not None and state.known is not None:
+                known = state.known
+                if (st.st_ino, st.st_size, st.st_mtime_ns) == (state.ino, known.size, known.mtime_ns):
+                    return known
+                state = None
             if state is not None and not _resumable(fd, st, state):
                 state = None
             if state is None:
@@ -91,14 +110,13 @@ class Sha256Tracker:
                     break  # truncated while we read: hash what is there; the next commit re-checks
                 hasher.update(chunk)
                 offset += len(chunk)
-                tail = (tail + chunk)[-TAIL_BYTES:]
+                tail = chunk[-TAIL_BYTES:] if len(chunk) >= TAIL_BYTES else (tail + chunk)[-TAIL_BYTES:]
                 self.bytes_hashed += len(chunk)
         finally:
             os.close(fd)
         self._states[key] = _State(st.st_dev, st.st_ino, offset, hasher, tail)
         self._states.move_to_end(key)
-        while len(self._states) > self.max_entries:
-            self._states.popitem(last=False)
+        self._trim()
         return SourceDigest(hasher.hexdigest(), offset, st.st_mtime_ns)
 
 
@@ -196,10 +214,17 @@ class MirrorQueue:
         if self.tracker is None:
             self.tracker = Sha256Tracker()
 
-    def add(self, source: str, path: str, thread_id: str | None, title: str | None, rewritten: bool) -> None:
+    def add(self, source: str, path: str, thread_id: str | None, title: str | None, rewritten: bool,
+            known: tuple[SourceDigest, int] | None = None) -> None:
+        """Queue one committed session. `known`: (its digest, its inode), computed by the worker that read
+        it whole: the flush then reads nothing of it unless it changed since."""
         if source not in CODEX_KINDS or not thread_id:
             return
         earlier = self._pending.get(path)
+        if known is not None:
+            assert self.tracker is not None
+            self.tracker.seed(codex_ledger.canonical(path), *known)
+            rewritten, earlier = False, None  # the digest is of the rewritten file
         self._pending[path] = (thread_id, title, rewritten or bool(earlier and earlier[2]))
 
     def __len__(self) -> int:
