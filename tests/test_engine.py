@@ -185,6 +185,30 @@ def test_chunked_reading_gives_the_same_thread(env, tmp_path: Path, monkeypatch,
     assert out.row.content_hash == blake3.blake3(src.read_bytes()).digest() == whole.row.content_hash
 
 
+@pytest.mark.parametrize("chunk", [64, 300_000, 8 << 20])
+def test_the_fold_pass_gives_the_fingerprint_and_sha256_a_second_read_would(env, tmp_path: Path, monkeypatch,
+                                                                           chunk: int) -> None:
+    """Block digests and Codex's sha256 come from the bytes the fold read (each byte read once): equal to
+    what reading the file again gives, whatever the chunking (chunks smaller than a block, not aligned)."""
+    import hashlib
+
+    from daemon import engine
+
+    src, _cwd, _sync = env
+    monkeypatch.setattr(engine, "CHUNK", chunk)
+    ident = SOURCES["claude"].identify(src.parent.parent, src)
+    out = sync_session(Job(ident, None, tmp_path / "codex-pass", tmp_path / "pass.sqlite3", sha256=True))
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        again = engine.prefix_fingerprint(fd, out.row.consumed, ctime_ns=os.fstat(fd).st_ctime_ns)
+    finally:
+        os.close(fd)
+    assert len(again) > engine._FP_HEAD + 32  # several blocks
+    assert out.row.prefix_hash == again
+    assert out.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert sync_session(Job(ident, None, tmp_path / "codex-nosha", tmp_path / "nosha.sqlite3")).sha256 is None
+
+
 def _foreign_turn() -> bytes:
     line = {"timestamp": "2026-11-02T10:00:05.000Z", "type": "response_item",
             "payload": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "mine"}]}}

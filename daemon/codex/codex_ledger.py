@@ -116,22 +116,30 @@ def merge(raw: dict[str, Any], records: Iterable[ImportRecord]) -> dict[str, Any
     """
     out = dict(raw)
     items: list[Any] = list(out.get("records", []))
+    gone = object()  # a record moved to the end leaves this behind (dropped at the end: O(n + m), not O(n·m))
+    last: dict[tuple[str, str], int] = {}  # (source_path, imported_thread_id) → index of its last record
+    for i, old in enumerate(items):
+        if isinstance(old, dict):
+            key = (old.get("source_path"), old.get("imported_thread_id"))
+            if type(key[0]) is str and type(key[1]) is str:  # only strings can equal our record's
+                last[key] = i
     for record in records:
         fields = _record_fields(record)
-        for i in range(len(items) - 1, -1, -1):
-            old = items[i]
-            if (isinstance(old, dict) and old.get("source_path") == record.source_path
-                    and old.get("imported_thread_id") == record.imported_thread_id):
-                del items[i]
-                updated = dict(old)
-                for key, value in fields.items():
-                    if key == "connector_names" and not value and old.get(key):
-                        continue  # Codex's connector scan is not ours to erase
-                    updated[key] = value
-                items.append(updated)
-                break
+        key = (record.source_path, record.imported_thread_id)
+        i = last.get(key)
+        if i is None:
+            updated = fields
         else:
-            items.append(fields)
+            old = items[i]
+            items[i] = gone
+            updated = dict(old)
+            for name, value in fields.items():
+                if name == "connector_names" and not value and old.get(name):
+                    continue  # Codex's connector scan is not ours to erase
+                updated[name] = value
+        last[key] = len(items)
+        items.append(updated)
+    items = [item for item in items if item is not gone]
     out["records"] = items
     if "detected_connector_records" not in out:
         out["detected_connector_records"] = []  # what Codex ≥ 0.169 writes for a new file

@@ -143,6 +143,39 @@ def test_upsert_of_the_same_record_writes_nothing(home: Path) -> None:
     assert ledger_file(home).stat().st_ino == before.st_ino  # not replaced
 
 
+def _merge_one_by_one(raw: dict, records: list[ImportRecord]) -> dict:
+    """The rule merge implements, spelled out: per record, take out the last one with its (path,
+    thread), put it at the end with our fields over its own (an empty connector list keeps Codex's)."""
+    items = list(raw.get("records", []))
+    for rec in records:
+        fields = msgspec.to_builtins(rec)
+        for i in range(len(items) - 1, -1, -1):
+            old = items[i]
+            if (isinstance(old, dict) and old.get("source_path") == rec.source_path
+                    and old.get("imported_thread_id") == rec.imported_thread_id):
+                del items[i]
+                fields = {**old, **{k: v for k, v in fields.items()
+                                    if not (k == "connector_names" and not v and old.get(k))}}
+                break
+        items.append(fields)
+    return {**raw, "records": items, "detected_connector_records": raw.get("detected_connector_records", [])}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["/a", "/b", "/c"]), st.sampled_from(["t1", "t2"]), st.booleans()),
+                max_size=8),
+       st.lists(st.tuples(st.sampled_from(["/a", "/b", "/c", "/d"]), st.sampled_from(["t1", "t2", "t3"])),
+                max_size=8))
+def test_merge_is_the_one_by_one_rule(existing, ours) -> None:
+    """merge is linear (an index of the last record per key), and gives what upserting one by one gives:
+    duplicates in the file, records of Codex's with connector names and unknown fields, odd entries."""
+    raw = {"records": [{"source_path": p, "imported_thread_id": t, "content_sha256": "x", "imported_at": 1,
+                        "connector_names": ["c"] if keep else [], "extra": i} for i, (p, t, keep) in enumerate(existing)]
+           + ["not a record", {"source_path": ["/a"], "imported_thread_id": "t1"}]}
+    records = [record(p, thread=t, sha=f"{i:064x}") for i, (p, t) in enumerate(ours)]
+    assert codex_ledger.merge(raw, records) == _merge_one_by_one(raw, records)
+
+
 def test_upsert_never_writes_over_a_file_that_does_not_parse(home: Path) -> None:
     ledger_file(home).write_bytes(b'{"records": [')
     with pytest.raises(CodexLedgerError) as err:
@@ -233,6 +266,26 @@ def test_tracker_hashes_only_new_bytes_and_agrees_with_hashlib(tmp_path: Path) -
     assert second.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
     assert tracker.bytes_hashed == first.size + 27  # O(new bytes)
     assert second.mtime_ns == src.stat().st_mtime_ns
+
+
+def test_a_seeded_digest_is_used_until_the_file_changes(tmp_path: Path) -> None:
+    """A worker that read the file whole hands its sha256 over: the flush reads nothing of that file, and
+    any change (growth, a touch, another inode) falls back to hashing it."""
+    src = tmp_path / "s.jsonl"
+    src.write_bytes(b'{"a": 1}\n' * 1000)
+    st = src.stat()
+    right = hashlib.sha256(src.read_bytes()).hexdigest()
+    queue = mirror.MirrorQueue(tmp_path / "codex")
+    queue.add("claude", str(src), "t1", None, True, (mirror.SourceDigest(right, st.st_size, st.st_mtime_ns), st.st_ino))
+    tracker = queue.tracker
+    assert tracker.digest(src).sha256 == right and tracker.bytes_hashed == 0
+    assert queue.take()[str(src)] == ("t1", None, False)  # the digest is of the rewritten file already
+    with src.open("ab") as f:
+        f.write(b'{"b": 2}\n')
+    assert tracker.digest(src).sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert tracker.bytes_hashed == src.stat().st_size  # no state to resume: hashed once from the start
+    tracker.seed(src, mirror.SourceDigest("0" * 64, st.st_size, st.st_mtime_ns), st.st_ino)  # stale
+    assert tracker.digest(src).sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("change", ["rewrite_tail", "shrink", "replace_inode", "flag"])
