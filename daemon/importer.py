@@ -46,8 +46,9 @@ class Summary(msgspec.Struct, kw_only=True):
     errors: list[str] = []
 
 
-def _run_jobs(make: Callable[[], cf.Executor], jobs: list[Job], window: int) -> Iterator[Outcome]:
-    """Yield outcomes as they complete, with at most `window` jobs submitted at once.
+def _run_jobs(make: Callable[[], cf.Executor], jobs: list[Job], window: int) -> Iterator[list[Outcome]]:
+    """Yield outcomes as they complete (those that completed together in one list, so that they are
+    committed in one transaction), with at most `window` jobs submitted at once.
 
     A worker process that dies (OOM killer, SIGKILL) breaks its pool: the rest go on in a new pool, and
     each session that was in flight on the broken one is tried once more there; a session caught in a
@@ -80,10 +81,11 @@ def _run_jobs(make: Callable[[], cf.Executor], jobs: list[Job], window: int) -> 
                 break
         while pending:
             done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            batch = []
             for fut in done:
                 job, ran_on = pending.pop(fut)
                 try:
-                    yield fut.result()
+                    batch.append(fut.result())
                 except cf.BrokenExecutor:
                     replace(ran_on)
                     if id(job) not in retried:
@@ -91,11 +93,14 @@ def _run_jobs(make: Callable[[], cf.Executor], jobs: list[Job], window: int) -> 
                         submit(job)
                         continue
                     ident = job.ident
-                    yield Outcome(kind="failed", source=ident.kind, path=str(ident.path), session_id=ident.session_id,
-                                  message=f"{ident.path}: its worker process died; run import again to retry it")
+                    batch.append(Outcome(kind="failed", source=ident.kind, path=str(ident.path),
+                                         session_id=ident.session_id,
+                                         message=f"{ident.path}: its worker process died; run import again to retry it"))
                 nxt = next(it, None)
                 if nxt is not None:
                     submit(nxt)
+            if batch:
+                yield batch
     finally:
         for executor in executors:
             executor.shutdown(wait=True, cancel_futures=True)
@@ -156,7 +161,7 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
         summary.errors.extend(sorted_out.skipped)
         if todo:  # the engine and the pool only when there is something to sync (start-up time)
             from daemon.engine import Job
-            from daemon.record import record
+            from daemon.record import record_all
             from daemon.pool import make_executor
         # stats() lists every row, so a session it does not know has none: no query per new session
         keys = [(f.ident.kind, f.ident.session_id) for f in todo]
@@ -173,16 +178,18 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
 
                 mirror = MirrorQueue(paths.codex_home, interval_s=MIRROR_INTERVAL_S)
                 summary.errors.extend(mirror.queue_missing(ledger.threads()))
-            for out in _run_jobs(lambda: make_executor(workers, executor_mode, total), jobs, window=workers * 2):
+            for batch in _run_jobs(lambda: make_executor(workers, executor_mode, total), jobs, window=workers * 2):
                 try:
-                    record(ledger, out, log(), mirror)
-                except sqlite3.Error as exc:  # the thread is durable; the next run adopts it
-                    out.kind, out.message = "failed", f"{out.path}: cannot record in the ledger " \
-                        f"{paths.ledger} ({exc}); free space in the state dir and run import again"
-                _count(summary, out)
-                progress.advance(out.bytes_read)
-                if mirror is not None and out.kind == "imported" and out.row is not None and out.sha256 is None:
-                    _prehash(mirror, out)
+                    record_all(ledger, batch, log(), mirror)
+                except sqlite3.Error as exc:  # the threads are durable; the next run adopts them
+                    for out in batch:
+                        out.kind, out.message = "failed", f"{out.path}: cannot record in the ledger " \
+                            f"{paths.ledger} ({exc}); free space in the state dir and run import again"
+                for out in batch:
+                    _count(summary, out)
+                    progress.advance(out.bytes_read)
+                    if mirror is not None and out.kind == "imported" and out.row is not None and out.sha256 is None:
+                        _prehash(mirror, out)
                 if mirror is not None and mirror.due():
                     summary.errors.extend(mirror.write(mirror.take()))
             if mirror is not None:

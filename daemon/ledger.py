@@ -202,6 +202,7 @@ class Ledger:
         """`migrate=False` for the engine's short writes from worker threads and processes: the ledger
         was opened (and migrated) by the parent, and a worker must not fail on someone else's lock."""
         self.path = path
+        self._in_tx = False
         try:
             make_dirs_durable(path.parent)
             self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
@@ -255,7 +256,9 @@ class Ledger:
                 self._db.execute(f"PRAGMA user_version={version + 1}")
 
     def transaction(self) -> "_Tx":
-        return _Tx(self._db)
+        """One transaction; writes inside an open one join it (`record.record_all`: sessions that
+        completed together are committed together, one WAL sync for all of them)."""
+        return _Tx(self)
 
     def close(self) -> None:
         self._db.close()
@@ -374,13 +377,18 @@ class Ledger:
 
 
 class _Tx:
-    """`BEGIN IMMEDIATE` … `COMMIT`, or `ROLLBACK` on error: one session, one transaction."""
+    """`BEGIN IMMEDIATE` … `COMMIT`, or `ROLLBACK` on error. Nested, the inner one joins the outer."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._outer = False
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        if not self._ledger._in_tx:
+            self._ledger._db.execute("BEGIN IMMEDIATE")
+            self._ledger._in_tx = self._outer = True
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if self._outer:
+            self._ledger._in_tx = False
+            self._ledger._db.execute("ROLLBACK" if exc_type else "COMMIT")

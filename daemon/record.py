@@ -34,6 +34,25 @@ _MIRRORED = frozenset({"imported", "adopted", "appended", "rewritten", "conflict
 
 def record(ledger: Ledger, out: Outcome, log: object, mirror: MirrorQueue | None = None) -> None:
     """Commit what the worker made durable (one transaction), log it, queue it for the mirror."""
+    record_all(ledger, [out], log, mirror)
+
+
+def record_all(ledger: Ledger, outs: list[Outcome], log: object, mirror: MirrorQueue | None = None) -> None:
+    """`record` for sessions that completed together: one transaction, so one WAL sync, for all of them
+    (each is committed as soon as the ledger is free, never held back for others). Nothing of the
+    batch is committed if one write fails: their rollouts are durable, so the next run adopts them."""
+    with ledger.transaction():
+        for out in outs:
+            _write(ledger, out)
+    for out in outs:
+        if out.row is not None and out.kind not in ("skipped", "failed"):
+            faults.point("after_commit", out.path)
+        _log(out, log)
+        if mirror is not None:
+            queue_for_mirror(mirror, out)
+
+
+def _write(ledger: Ledger, out: Outcome) -> None:
     if out.kind == "skipped":
         ledger.record_failure(out.source, out.session_id, out.path, out.message or out.kind, out.stat, out.waiting_for)
     elif out.kind == "failed":
@@ -42,7 +61,9 @@ def record(ledger: Ledger, out: Outcome, log: object, mirror: MirrorQueue | None
     elif out.row is not None:
         faults.point("before_commit", out.path)  # the rollout is durable, its row not yet (tests/reliability)
         ledger.commit(out.row, out.superseded)
-        faults.point("after_commit", out.path)
+
+
+def _log(out: Outcome, log: object) -> None:
     level, event = _EVENTS[out.kind]
     row = out.row
     fields = {"source": out.source, "session": out.session_id, "path": out.path,
@@ -60,8 +81,6 @@ def record(ledger: Ledger, out: Outcome, log: object, mirror: MirrorQueue | None
     if out.superseded is not None:
         fields["previous_thread_id"] = out.superseded.thread_id
     getattr(log, level)(event, **fields)
-    if mirror is not None:
-        queue_for_mirror(mirror, out)
 
 
 def queue_for_mirror(mirror: MirrorQueue, out: Outcome) -> None:

@@ -54,3 +54,29 @@ def test_row_round_trip_and_skips(tmp_path: Path) -> None:
         assert (tmp_path / "l.sqlite3").stat().st_mode & 0o777 == 0o600
     finally:
         ledger.close()
+
+
+def test_writes_inside_a_transaction_join_it(tmp_path: Path) -> None:
+    """record.record_all commits sessions that completed together in one transaction: a write inside
+    it joins it (no nested BEGIN), and a failure rolls back every row of the batch, not only the last."""
+    ledger = Ledger(tmp_path / "l.sqlite3")
+    try:
+        def row(sid: str) -> Row:
+            return Row(source="claude", path=f"/p/{sid}.jsonl", session_id=sid, size=1, mtime_ns=1, inode=1,
+                       content_hash=b"h", consumed=1, prefix_hash=b"p", fold_state=FoldState(offset=1))
+
+        with ledger.transaction():
+            ledger.commit(row("a"))
+            ledger.commit(row("b"))
+            assert not Ledger(tmp_path / "l.sqlite3", migrate=False).stats()  # not visible before the end
+        assert set(ledger.stats()) == {("claude", "a"), ("claude", "b")}
+        with pytest.raises(RuntimeError):
+            with ledger.transaction():
+                ledger.commit(row("c"))
+                ledger.record_failure("claude", "d", "/p/d.jsonl", "unreadable")
+                raise RuntimeError("the batch's last write failed")
+        assert set(ledger.stats()) == {("claude", "a"), ("claude", "b")} and not ledger.failures()
+        ledger.commit(row("c"))  # and the ledger is usable after
+        assert ("claude", "c") in ledger.stats()
+    finally:
+        ledger.close()
