@@ -18,7 +18,7 @@ import msgspec
 
 from daemon.config import Config, Paths, effective_workers
 from daemon.discover import discover, triage
-from daemon.codex.store import check_codex_home
+from daemon.codex.store import StoreError, check_codex_home
 from daemon.ledger import Ledger
 
 if TYPE_CHECKING:  # imported where used: an import with nothing to sync needs neither (start-up time)
@@ -165,7 +165,9 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
             from daemon.pool import make_executor
         # stats() lists every row, so a session it does not know has none: no query per new session
         keys = [(f.ident.kind, f.ident.session_id) for f in todo]
-        imported_by_codex = _codex_imports(paths, [f for f, key in zip(todo, keys) if key not in known], summary)
+        folders: dict[str, str] = {}  # codex_ledger.canonical's memo, shared with the mirror
+        imported_by_codex = _codex_imports(paths, [f for f, key in zip(todo, keys) if key not in known], summary,
+                                           folders)
         jobs = [Job.of(f.ident, ledger.get(*key) if key in known else None, cfg, paths,
                        imported_by_codex.get(str(f.ident.path))) for f, key in zip(todo, keys)]
         total = sum(f.version.size for f in todo)
@@ -176,15 +178,17 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
             if cfg.codex_ledger_mirror:
                 from daemon.codex.mirror import MirrorQueue
 
-                mirror = MirrorQueue(paths.codex_home, interval_s=MIRROR_INTERVAL_S)
+                mirror = MirrorQueue(paths.codex_home, interval_s=MIRROR_INTERVAL_S, folders=folders)
                 summary.errors.extend(mirror.queue_missing(ledger.threads()))
             for batch in _run_jobs(lambda: make_executor(workers, executor_mode, total), jobs, window=workers * 2):
                 try:
                     record_all(ledger, batch, log(), mirror)
-                except sqlite3.Error as exc:  # the threads are durable; the next run adopts them
+                except (sqlite3.Error, StoreError) as exc:  # the threads are durable; the next run adopts them
                     for out in batch:
-                        out.kind, out.message = "failed", f"{out.path}: cannot record in the ledger " \
-                            f"{paths.ledger} ({exc}); free space in the state dir and run import again"
+                        out.kind = "failed"
+                        out.message = (f"{out.path}: cannot record in the ledger {paths.ledger} ({exc}); free space "
+                                       "in the state dir and run import again" if isinstance(exc, sqlite3.Error)
+                                       else f"{out.path}: {exc}")
                 for out in batch:
                     _count(summary, out)
                     progress.advance(out.bytes_read)
@@ -205,17 +209,16 @@ def _prehash(mirror: MirrorQueue, out: Outcome) -> None:
     """Hash a newly imported source for Codex's import ledger now, while the workers fold the others (the
     flush at the end then only checks its tail): otherwise every source is hashed after the last one is
     imported, one after the other. A problem is left to the flush, which reports it."""
-    from daemon.codex import codex_ledger
     from daemon.codex.mirror import CODEX_KINDS
 
     if out.source in CODEX_KINDS and mirror.tracker is not None:
         try:
-            mirror.tracker.digest(codex_ledger.canonical(out.path))
+            mirror.tracker.digest(mirror.canonical(out.path))
         except OSError:
             pass
 
 
-def _codex_imports(paths: Paths, new: list, summary: Summary) -> dict[str, tuple[str, str]]:
+def _codex_imports(paths: Paths, new: list, summary: Summary, folders: dict[str, str]) -> dict[str, tuple[str, str]]:
     """For sessions new to us that Codex's own importer already imported: path → (its thread, its sha256),
     so the engine adopts Codex's thread instead of making a second one."""
     from daemon.codex.mirror import CODEX_KINDS
@@ -233,7 +236,7 @@ def _codex_imports(paths: Paths, new: list, summary: Summary) -> dict[str, tuple
         return {}
     out = {}
     for f in candidates:
-        found = known.get(codex_ledger.canonical(f.ident.path))
+        found = known.get(codex_ledger.canonical(f.ident.path, folders))
         if found is not None:
             out[str(f.ident.path)] = found
     return out

@@ -40,7 +40,7 @@ from daemon.config import Config, ConfigError, Paths, effective_workers, load, r
 from daemon.debounce import debounce
 from daemon.discover import Root, discover, roots, triage
 from daemon.engine import Job, Outcome, sync_session
-from daemon.codex import homelock
+from daemon.codex import homelock, store
 from daemon.codex.mirror import CODEX_KINDS, MirrorQueue, codex_imports
 from daemon.record import queue_for_mirror, record
 from daemon.codex.store import check_codex_home
@@ -168,10 +168,11 @@ class Daemon:
                     queue_for_mirror(self.mirror, out)
                     if len(self.mirror):
                         self.mirror_due.set()
-            except sqlite3.Error as exc:  # the thread is durable; the retry adopts it
+            except (sqlite3.Error, store.StoreError) as exc:  # the thread is durable; the retry adopts it
                 out.kind, out.row = "failed", None
                 out.message = (f"{out.path}: cannot record in the ledger {self.paths.ledger} ({exc}); "
-                               "free space in the state dir; will retry")
+                               "free space in the state dir; will retry" if isinstance(exc, sqlite3.Error)
+                               else f"{out.path}: {exc}; will retry")
                 self.log.error("source.error", path=out.path, error=out.message)
         finally:
             self.shared.in_flight -= 1
@@ -195,7 +196,7 @@ class Daemon:
             except codex_ledger.CodexLedgerError as exc:
                 self.log.warning("source.error", error=str(exc))
                 return None
-        return cached[1].get(codex_ledger.canonical(path))
+        return cached[1].get(self.mirror.canonical(path) if self.mirror is not None else codex_ledger.canonical(path))
 
     async def mirror_loop(self) -> None:
         """Tell Codex's import ledger what we committed, batched: one write per MIRROR_DELAY_S at most.

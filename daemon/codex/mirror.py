@@ -23,7 +23,7 @@ import hashlib
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -208,11 +208,15 @@ class MirrorQueue:
     interval_s: float = 1.0
     tracker: Sha256Tracker | None = None
     flushed_at: float = 0.0
+    folders: dict[str, str] = field(default_factory=dict)  # codex_ledger.canonical's memo
 
     def __post_init__(self) -> None:
         self._pending: dict[str, tuple[str, str | None, bool]] = {}
         if self.tracker is None:
             self.tracker = Sha256Tracker()
+
+    def canonical(self, path: Path | str) -> str:
+        return codex_ledger.canonical(path, self.folders)
 
     def add(self, source: str, path: str, thread_id: str | None, title: str | None, rewritten: bool,
             known: tuple[SourceDigest, int] | None = None) -> None:
@@ -223,7 +227,7 @@ class MirrorQueue:
         earlier = self._pending.get(path)
         if known is not None:
             assert self.tracker is not None
-            self.tracker.seed(codex_ledger.canonical(path), *known)
+            self.tracker.seed(self.canonical(path), *known)
             rewritten, earlier = False, None  # the digest is of the rewritten file
         self._pending[path] = (thread_id, title, rewritten or bool(earlier and earlier[2]))
 
@@ -247,7 +251,7 @@ class MirrorQueue:
         except codex_ledger.CodexLedgerError as exc:
             return [str(exc)]
         for source, path, thread_id, title in threads:
-            if source in CODEX_KINDS and (codex_ledger.canonical(path), thread_id) not in have:
+            if source in CODEX_KINDS and (self.canonical(path), thread_id) not in have:
                 self.add(source, path, thread_id, title, False)
         return []
 
@@ -258,7 +262,7 @@ class MirrorQueue:
         records, problems = [], []
         for path, (thread_id, title, rewritten) in pending.items():
             try:
-                canonical = codex_ledger.canonical(path)
+                canonical = self.canonical(path)
                 records.append(mirror_record(canonical, thread_id, self.tracker.digest(canonical, rewritten=rewritten),
                                              title, now))
             except OSError as exc:
