@@ -77,6 +77,7 @@ class Outcome(msgspec.Struct, kw_only=True):
     settled: bool = False  # a failure caused by this version of the file: retried only once it changes
     duration_ms: float = 0.0
     sha256: str | None = None  # hex sha256 of the whole source at `stat`, when a whole read computed it
+    index_unsynced: str | None = None  # Codex's title index, appended to: fsync it before committing `row`
 
 
 @dataclass(frozen=True, slots=True)
@@ -532,7 +533,8 @@ def _settle(job: Job, out: Outcome, read: _Read) -> None:
                                           content_hash=content_hash, prefix_hash=prefix_hash,
                                           synced_at=time.time(), last_error=None, error_count=0)
         if out.row.thread_id is not None and out.row.tombstoned_at is None:
-            _name(job.codex_home, out.row, out.row.fold_state, job.codex_compatible, _title_beside(job))
+            out.index_unsynced = _name(job.codex_home, out.row, out.row.fold_state, job.codex_compatible,
+                                       _title_beside(job))
         return
     now = time.time()
     new = Row(source=ident.kind, path=str(path), session_id=ident.session_id, size=size,
@@ -549,7 +551,7 @@ def _settle(job: Job, out: Outcome, read: _Read) -> None:
         # Read whole (a same-size change, a touch after appends): the thread would not change. Remember
         # the new stat, fingerprint and state; a new title still goes to Codex.
         out.kind = "touched"
-        _name(job.codex_home, new, state, job.codex_compatible, _title_beside(job))
+        out.index_unsynced = _name(job.codex_home, new, state, job.codex_compatible, _title_beside(job))
         return
     if not state.thread.turns:
         # No user message yet: remember what we read and write nothing. Unless this is a rewrite of a
@@ -617,7 +619,7 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
                     _intend(job, store.planned_state(chunks))
                     _write_full(new, rollout, chunks, len(carried))
                     out.kind = "rewritten"
-                _name(home, new, state, job.codex_compatible, _title_beside(job))
+                out.index_unsynced = _name(home, new, state, job.codex_compatible, _title_beside(job))
                 new.updated_at = time.time()
                 return
         # Someone else wrote to (or removed) the thread: leave it alone, start the next generation.
@@ -656,7 +658,7 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
                                     reason="thread continued in Codex", at=time.time())
         new.generation, new.thread_id, out.kind = generation, thread, "conflict"
         out.message = f"{ident.path}: {rollout} was continued in Codex; wrote the session as thread {thread}"
-    _name(home, new, state, job.codex_compatible, _title_beside(job))
+    out.index_unsynced = _name(home, new, state, job.codex_compatible, _title_beside(job))
     new.updated_at = time.time()
 
 
@@ -785,12 +787,16 @@ def _title_beside(job: Job) -> str | None:
 
 
 def _name(home: Path, new: Row, state: FoldState, codex_compatible: bool = False,
-          title_beside: str | None = None) -> None:
+          title_beside: str | None = None) -> str | None:
+    """Set the thread's title on the row; a new one is appended to Codex's title index, unsynced: the
+    path returned is fsynced by whoever commits the row, once for all the rows committed together."""
     s = state.source
     if codex_compatible:  # Codex's pick, recorded but not written: Codex's importer writes no session_index
         new.title = compat.title(s.custom_title, s.ai_title, state.thread.titles, state.thread.saw_user)
-        return
+        return None
     title = choose(s.custom_title or title_beside, s.ai_title, state.thread.fallback_title, state.thread.saw_user)
     if title and title != new.title:
-        store.append_session_index(home, new.thread_id, title)
+        path = store.append_session_index(home, new.thread_id, title, sync=False)
         new.title = title
+        return str(path)
+    return None

@@ -8,6 +8,7 @@ ledger). One transaction per session, as it completes; the rollout is already fs
 from __future__ import annotations
 
 from daemon import faults
+from daemon.codex import store
 from daemon.codex.mirror import MirrorQueue, SourceDigest
 from daemon.engine import Outcome
 from daemon.ledger import Ledger
@@ -39,8 +40,11 @@ def record(ledger: Ledger, out: Outcome, log: object, mirror: MirrorQueue | None
 
 def record_all(ledger: Ledger, outs: list[Outcome], log: object, mirror: MirrorQueue | None = None) -> None:
     """`record` for sessions that completed together: one transaction, so one WAL sync, for all of them
-    (each is committed as soon as the ledger is free, never held back for others). Nothing of the
-    batch is committed if one write fails: their rollouts are durable, so the next run adopts them."""
+    (each is committed as soon as the ledger is free, never held back for others), after one fsync of
+    the title index their workers appended to. Nothing of the batch is committed if one write fails:
+    their rollouts are durable, so the next run adopts them (raises store.StoreError or sqlite3.Error)."""
+    for index in {out.index_unsynced for out in outs if out.index_unsynced and out.row is not None}:
+        store.sync_file(index)  # the titles the rows record are durable first (one fsync for the batch)
     with ledger.transaction():
         for out in outs:
             _write(ledger, out)

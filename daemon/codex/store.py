@@ -37,6 +37,9 @@ class Busy(Exception):
     """Codex holds the thread's writer lock (the thread is open there): try again later."""
 
 
+SESSION_INDEX = "session_index.jsonl"  # the thread titles Codex reads (one JSON line per rename, last wins)
+
+
 class SessionIndexEntry(msgspec.Struct):
     id: str
     thread_name: str
@@ -282,17 +285,32 @@ def writer_lock(codex_home: Path, thread_id: str) -> Iterator[None]:
 _encode_entry = msgspec.json.Encoder().encode
 
 
-def append_session_index(codex_home: Path, thread_id: str, title: str) -> None:
-    """Add a thread-name line to `session_index.jsonl`, the file Codex reads names from (last wins)."""
-    path = codex_home / "session_index.jsonl"
+def append_session_index(codex_home: Path, thread_id: str, title: str, *, sync: bool = True) -> Path:
+    """Add a thread-name line to `session_index.jsonl`, the file Codex reads names from (last wins).
+    `sync=False` leaves the fsync to the caller (`sync_file`: one for several lines). Returns its path."""
+    path = codex_home / SESSION_INDEX
     line = _encode_entry(SessionIndexEntry(thread_id, title, iso_ms(int(time.time() * 1000)))) + b"\n"
     try:
         make_dirs_durable(codex_home)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.write(fd, line)  # one small O_APPEND write: never interleaved with Codex's own lines
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
     except OSError as exc:
         raise _explain(exc, path, "append to") from None
+    return path
+
+
+def sync_file(path: Path | str) -> None:
+    """fsync a file written earlier without a sync (raises StoreError, one line)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise _explain(exc, Path(path), "sync") from None
