@@ -345,3 +345,20 @@ def test_mirror_session_writes_the_record_codex_needs(home: Path, tmp_path: Path
                                source_modified_at=src.stat().st_mtime_ns, connector_names=[], title="a title")
     assert codex_ledger.find(home, src) == [rec]
     assert mirror.adoptable([rec]) == rec and mirror.adoptable([rec, rec]) is None and mirror.adoptable([]) is None
+
+
+def test_canonical_with_a_folder_memo_is_canonical(tmp_path: Path) -> None:
+    """The memo changes the cost, never the answer: a plain file, a file that is a link, a file in a
+    linked folder, a missing file (as given), and a folder that became a link is seen once the memo is
+    started over (it holds at most FOLDERS_MEMO folders)."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "s.jsonl").write_text("{}\n")
+    (tmp_path / "linked").symlink_to(real)
+    (real / "l.jsonl").symlink_to(real / "s.jsonl")
+    folders: dict[str, str] = {}
+    for path in (real / "s.jsonl", tmp_path / "linked" / "s.jsonl", real / "l.jsonl", real / "gone.jsonl",
+                 tmp_path / "linked" / "gone.jsonl"):
+        assert codex_ledger.canonical(path, folders) == codex_ledger.canonical(path), path
+    assert codex_ledger.canonical(tmp_path / "linked" / "s.jsonl", folders) == str(real / "s.jsonl")
+    assert str(tmp_path / "linked") in folders  # the second call for that folder walked nothing
