@@ -9,6 +9,7 @@ selection, and that triage. Shell code: it lists folders and stats files, nothin
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ def discover(cfg: Config, env: Mapping[str, str], now: float | None = None) -> t
     warnings: list[str] = []
     found: list[Found] = []
     for root in roots(cfg, env):
-        linked: dict[Path, bool] = {}  # folder → whether it, or a folder above it in the root, is a symlink
+        linked: dict[str, bool] = {}  # folder → whether it, or a folder above it in the root, is a symlink
         if not (root.path.is_dir() or root.path.is_file()):  # a file root: a database named by the user
             if root.explicit:
                 warnings.append(f"{root.source.kind} folder {root.path} does not exist; fix the path in the config "
@@ -83,22 +84,25 @@ def discover(cfg: Config, env: Mapping[str, str], now: float | None = None) -> t
     return found, warnings
 
 
-def _through_symlink(root: Path, path: Path, linked: dict[Path, bool]) -> bool:
+def _through_symlink(root: Path, path: Path, linked: dict[str, bool]) -> bool:
     """Whether `path` (below `root`) is a symlink or lies in a symlinked folder below `root` (a root
-    that is itself a link is followed: the user named it). One lstat per folder, cached, and per file."""
+    that is itself a link is followed: the user named it). One lstat per folder, cached, and per file;
+    plain strings, not pathlib (this runs for every session of every run, most of a no-change run)."""
+    name = str(path)
     try:
-        if path.is_symlink():
+        if stat.S_ISLNK(os.lstat(name).st_mode):
             return True
     except OSError:
         return False
-    folder = path.parent
+    top = str(root)
+    folder = os.path.dirname(name)
     chain = []
-    while folder != root and folder not in linked and root in folder.parents:
+    while folder != top and folder not in linked and folder.startswith(top + os.sep):
         chain.append(folder)
-        folder = folder.parent
+        folder = os.path.dirname(folder)
     verdict = linked.get(folder, False)
     for f in reversed(chain):
-        verdict = verdict or f.is_symlink()
+        verdict = verdict or os.path.islink(f)
         linked[f] = verdict
     return verdict
 
