@@ -221,6 +221,8 @@ def _prehash(mirror: MirrorQueue, out: Outcome) -> None:
 def _codex_imports(paths: Paths, new: list, summary: Summary, folders: dict[str, str]) -> dict[str, tuple[str, str]]:
     """For sessions new to us that Codex's own importer already imported: path → (its thread, its sha256),
     so the engine adopts Codex's thread instead of making a second one."""
+    if not new:  # nothing new (a no-op run): not even the mirror module (start-up time)
+        return {}
     from daemon.codex.mirror import CODEX_KINDS
 
     candidates = [f for f in new if f.ident.kind in CODEX_KINDS]
