@@ -34,8 +34,9 @@ sys.exit(code)
 # get_type_hints we do not need).
 NEVER_IN_NO_OP = ("asyncio", "trio", "watchdog", "structlog", "logging", "typing_extensions", "daemon.engine",
                   "daemon.main", "daemon.watch", "concurrent.futures", "multiprocessing", "configparser")
-# The version (importlib.metadata) is only the daemon's to write; a writability probe needs no tempfile.
-NOT_IN_IMPORT = (*NEVER_IN_NO_OP, "importlib.metadata", "tempfile")
+# The version (importlib.metadata) is only the daemon's to write; a writability probe needs no tempfile;
+# Codex's import ledger (and the hashing and JSON it needs) only when there is a new session to look up.
+NOT_IN_IMPORT = (*NEVER_IN_NO_OP, "importlib.metadata", "tempfile", "daemon.codex.mirror", "daemon.codex.codex_ledger")
 # `status` hashes nothing and reads no JSON but msgspec's: the plug-ins import those where they read sessions.
 NOT_IN_STATUS = (*NOT_IN_IMPORT, "daemon.codex.store", "blake3", "hashlib", "json", "threading")
 
