@@ -42,7 +42,8 @@ from daemon.discover import Root, discover, roots, triage
 from daemon.engine import Job, Outcome, sync_session
 from daemon.codex import homelock, store
 from daemon.codex.mirror import CODEX_KINDS, MirrorQueue, codex_imports
-from daemon.record import queue_for_mirror, record
+from daemon.groupcommit import GroupCommit
+from daemon.record import queue_for_mirror, record_all
 from daemon.codex.store import check_codex_home
 from daemon.pool import PROCESS_POOL_MIN_BYTES, make_executor
 from daemon.ledger import Ledger, LedgerError
@@ -113,6 +114,7 @@ class Daemon:
         self.workers = effective_workers(cfg)
         self.limiter = trio.CapacityLimiter(self.workers)
         self.db = trio.CapacityLimiter(1)  # one SQLite connection: serialise its use
+        self.group = GroupCommit(lambda outs: self._db(record_all, self.ledger, outs, self.log))
         self.attempts: dict[str, int] = {}
         self.pool: cf.Executor | None = None
         self.scope = trio.CancelScope()  # cancelled by begin_shutdown, even before run() enters it
@@ -163,7 +165,7 @@ class Daemon:
             else:
                 out = await trio.to_thread.run_sync(sync_session, job, limiter=self.limiter, abandon_on_cancel=True)
             try:
-                await self._db(record, self.ledger, out, self.log)
+                await self.group.commit(out)
                 if self.mirror is not None:
                     queue_for_mirror(self.mirror, out)
                     if len(self.mirror):
