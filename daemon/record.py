@@ -2,7 +2,8 @@
 
 The data flows one way: watch → debounce → sync (engine.py, in a worker thread or process: reads,
 folds, writes the rollout and hands back an Outcome) → record (here, in the process that owns the
-ledger). One transaction per session, as it completes; the rollout is already fsynced.
+ledger). Each session is committed as soon as the ledger is free once it completes, in one transaction
+with the others that completed meanwhile (group commit: `record_all`); its rollout is already fsynced.
 """
 
 from __future__ import annotations
