@@ -27,11 +27,12 @@ A plug-in never raises for bad content: it skips and counts what it cannot read 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import ClassVar, Literal, Protocol
+from typing import ClassVar, Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -180,6 +181,27 @@ def sessions(source: Source, root: Path, *, children: bool = False) -> Iterator[
     listed = getattr(source, "discover_children", None) if children else None
     if listed is not None:
         yield from listed(root)
+
+
+T = TypeVar("T")
+RETRY_DELAY_S = 0.05  # a file rewritten in place that does not parse is read once more after this ...
+FRESH_WRITE_S = 60  # ... and, still not whole, is being written (Incomplete) if it is younger than this
+
+
+def read_rewritten(path: Path, parse: Callable[[bytes], T | None], what: str) -> tuple[bytes, T | None]:
+    """Read a file its agent rewrites in place, not by rename (Copilot's legacy sessions, OpenCode's JSON
+    tree), and `parse` it (None: not whole). Not whole, it is read once more after RETRY_DELAY_S; still not,
+    the read is `Incomplete` (`what` says why; retried later) when the file was written in the last
+    FRESH_WRITE_S, else it is corrupt: (its bytes, None), for the caller to skip and count. OSError passes."""
+    data = path.read_bytes()
+    value = parse(data)
+    if value is None:
+        time.sleep(RETRY_DELAY_S)
+        data = path.read_bytes()
+        value = parse(data)
+        if value is None and time.time() - os.stat(path).st_mtime < FRESH_WRITE_S:
+            raise Incomplete(f"{path}{what}")
+    return data, value
 
 
 def project_dirs(root: Path) -> list[Path]:

@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -64,7 +63,7 @@ import msgspec
 
 from daemon.codex.notes import shows_anything
 from daemon.codex.text import trim
-from daemon.sources.base import (Identity, Incomplete, ParseContext, Snapshot, SourceState, Version, WatchSpec,
+from daemon.sources.base import (Identity, ParseContext, Snapshot, SourceState, Version, WatchSpec, read_rewritten,
                                  rfc3339_ms, stat_version)
 from daemon.transcript import Image, Message, Part, Reasoning, Text, ToolCall, ToolResult, only_tool_results
 
@@ -72,8 +71,6 @@ EVENTS = "events.jsonl"
 STATE_DIR = "session-state"
 WORKSPACE = "workspace.yaml"
 LEGACY_DIR = "history-session-state"
-RETRY_DELAY_S = 0.05  # a legacy file that does not parse is read once more after this ...
-FRESH_WRITE_S = 60  # ... and, still bad, is being written (Incomplete) if it is younger than this
 MAX_GLUED = 64  # `{"type":` positions tried when splitting a glued line (bounds the work on a hostile line)
 _EVENT_START = b'{"type":'
 _SKIPPED = frozenset({"system.message", "assistant.turn_start", "assistant.turn_end", "assistant.reasoning",
@@ -590,17 +587,8 @@ class CopilotSource:
         path = ident.path
         if _new_copy_exists(path.parent.parent, ident.session_id):
             return Snapshot(state=CopilotState(shadowed=True), messages=[], digest=blake3.blake3().digest())
-        data = path.read_bytes()
-        parsed = parse_legacy(data)
-        if parsed is None:  # caught mid-rewrite (written in place), or corrupt
-            time.sleep(RETRY_DELAY_S)
-            data = path.read_bytes()
-            parsed = parse_legacy(data)
-        if parsed is None:
-            if time.time() - os.stat(path).st_mtime < FRESH_WRITE_S:
-                raise Incomplete(f"{path} is not whole JSON (Copilot rewrites it in place)")
-            parsed = CopilotState(malformed=1), []
-        state, messages = parsed
+        data, parsed = read_rewritten(path, parse_legacy, " is not whole JSON (Copilot rewrites it in place)")
+        state, messages = parsed if parsed is not None else (CopilotState(malformed=1), [])
         return Snapshot(state=state, messages=messages, digest=blake3.blake3(data).digest())
 
 

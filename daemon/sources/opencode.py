@@ -44,7 +44,6 @@ import math
 import os
 import re
 import sqlite3
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -55,12 +54,10 @@ import msgspec
 from daemon.codex.notes import compact_json, shows_anything
 from daemon.codex.text import trim
 from daemon.sources.base import (Identity, Incomplete, ParseContext, Snapshot, SourceState, Version, WatchSpec,
-                                 bounded, stat_version)
+                                 bounded, read_rewritten, stat_version)
 from daemon.transcript import Image, Message, Part, Reasoning, Text, ToolCall, ToolResult
 
 BUSY_TIMEOUT_S = 2.0
-RETRY_S = 0.05
-FRESH_WRITE_S = 60  # a JSON file that does not parse and is younger than this is being written
 DB_NAME = "opencode.db"
 _PLACEHOLDER = re.compile(r"(?:new|child) session - ", re.I)
 _HOUSEKEEPING_PARTS = frozenset({"step-start", "step-finish", "snapshot", "patch", "agent", "subtask", "retry",
@@ -542,23 +539,14 @@ def _read_json_file(path: Path, decoder: msgspec.json.Decoder, hasher: Any) -> t
     """A JSON entity file (its decoded value and bytes), re-read once if it does not parse; then
     Incomplete if it was written in the last minute (a writer is still at it), else (None, b"")
     (skipped, counted by the caller). A file gone since the listing is (None, b"") too."""
-    for attempt in (0, 1):
-        try:
-            data = path.read_bytes()
-        except (FileNotFoundError, IsADirectoryError):
-            return None, b""
-        value = _decode(decoder, data)
-        if value is not None:
-            hasher.update(path.name.encode() + b"\0" + data)
-            return value, data
-        if attempt == 0:
-            time.sleep(RETRY_S)
     try:
-        if time.time() - os.stat(path).st_mtime < FRESH_WRITE_S:
-            raise Incomplete(f"{path}: half-written JSON")
-    except FileNotFoundError:
-        pass
-    return None, b""
+        data, value = read_rewritten(path, lambda d: _decode(decoder, d), ": half-written JSON")
+    except (FileNotFoundError, IsADirectoryError):
+        return None, b""
+    if value is None:
+        return None, b""
+    hasher.update(path.name.encode() + b"\0" + data)
+    return value, data
 
 
 def _json_files(folder: Path) -> list[Path]:
