@@ -128,17 +128,17 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Confi
         if value is not None:
             updates[key] = value
     sources = dict(cfg.sources)
+    import msgspec
+
     from daemon.sources import SOURCES
 
     for kind in SOURCES:
         roots = getattr(args, f"{kind}_root", None)
         if roots:
             # the flag names the roots and enables the agent; its other settings stay the config file's
-            base = sources.get(kind) or SourceConfig()
-            sources[kind] = SourceConfig(enabled=True, roots=[str(Path(r).absolute()) for r in roots],
-                                         child_sessions=base.child_sessions)
+            sources[kind] = msgspec.structs.replace(sources.get(kind) or SourceConfig(), enabled=True,
+                                                    roots=[str(Path(r).absolute()) for r in roots])
     updates["sources"] = sources
-    import msgspec
 
     try:
         cfg = msgspec.convert(msgspec.to_builtins(msgspec.structs.replace(cfg, **updates)), Config)

@@ -144,6 +144,12 @@ def effective_workers(cfg: Config) -> int:
     return cfg.max_inflight or 2 * max(1, os.cpu_count() or 1)
 
 
+def child_sessions(cfg: Config, kind: str) -> bool:
+    """Whether `[sources.<kind>] child_sessions` is set (off for an agent the config does not name)."""
+    sc = cfg.sources.get(kind)
+    return sc is not None and sc.child_sessions
+
+
 def load(path: Path | None, env: Mapping[str, str]) -> tuple[Config, Path]:
     """Load the config file (missing default file = defaults); raise ConfigError with one clear line."""
     explicit = path is not None

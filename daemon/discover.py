@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon.config import Config, expand
+from daemon.config import Config, child_sessions, expand
 from daemon.sources import SOURCES, Identity, Source, Version
 from daemon.sources.base import sessions
 
@@ -40,7 +40,7 @@ def roots(cfg: Config, env: Mapping[str, str]) -> list[Root]:
         sc = cfg.sources.get(kind)
         if sc is not None and not sc.enabled:
             continue
-        children = sc is not None and sc.child_sessions
+        children = child_sessions(cfg, kind)
         if sc is not None and sc.roots:
             out.extend(Root(source, expand(r, env).absolute(), True, children) for r in sc.roots)
         else:

@@ -40,7 +40,7 @@ import msgspec
 from daemon import faults
 from daemon.codex import compat, ids, store
 from daemon.codex.mirror import CODEX_KINDS
-from daemon.config import Config, Paths
+from daemon.config import Config, Paths, child_sessions
 from daemon.codex.lines import GitInfo, SessionMeta, encode, is_codex_metadata, iso_ms
 from daemon.codex.render import closing
 from daemon.codex.title import choose
@@ -103,12 +103,6 @@ class Job:
                    codex_import=codex_import if row is None else None,
                    child_sessions=child_sessions(cfg, ident.kind),
                    sha256=cfg.codex_ledger_mirror and ident.kind in CODEX_KINDS)
-
-
-def child_sessions(cfg: Config, kind: str) -> bool:
-    sc = cfg.sources.get(kind)
-    return sc is not None and sc.child_sessions
-
 
 class _Skip(Exception):
     def __init__(self, message: str, waiting_for: str | None = None) -> None:

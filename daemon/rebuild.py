@@ -32,7 +32,7 @@ from daemon.codex import ids, store
 from daemon.codex.lines import is_codex_metadata
 from daemon.codex.render import closing
 from daemon.codex.title import choose
-from daemon.config import Config, Paths
+from daemon.config import Config, Paths, child_sessions
 from daemon.discover import discover
 from daemon.fold import new_fold_state
 from daemon.ledger import Ledger, Row, Superseded
@@ -258,7 +258,7 @@ def _row(cfg: Config, paths: Paths, ident: Identity, generation: int, ours: Ours
                 updated_at=written, synced_at=now)
     read = None
     job = engine.Job(ident, None, paths.codex_home, paths.ledger, cfg.max_line_mb << 20,
-                     child_sessions=engine.child_sessions(cfg, ident.kind))
+                     child_sessions=child_sessions(cfg, ident.kind))
     out = engine.Outcome(kind="failed", source=ident.kind, path=str(ident.path), session_id=ident.session_id)
     try:
         snapshot = shape_of(SOURCES[ident.kind], ident) == "snapshot"
