@@ -161,7 +161,7 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
         summary.errors.extend(sorted_out.skipped)
         if todo:  # the engine and the pool only when there is something to sync (start-up time)
             from daemon.engine import Job
-            from daemon.record import record_all
+            from daemon.record import commit_failed, record_all
             from daemon.pool import make_executor
         # stats() lists every row, so a session it does not know has none: no query per new session
         keys = [(f.ident.kind, f.ident.session_id) for f in todo]
@@ -185,10 +185,7 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
                     record_all(ledger, batch, log(), mirror)
                 except (sqlite3.Error, StoreError) as exc:  # the threads are durable; the next run adopts them
                     for out in batch:
-                        out.kind = "failed"
-                        out.message = (f"{out.path}: cannot record in the ledger {paths.ledger} ({exc}); free space "
-                                       "in the state dir and run import again" if isinstance(exc, sqlite3.Error)
-                                       else f"{out.path}: {exc}")
+                        commit_failed(out, exc, paths.ledger, "run import again")
                 for out in batch:
                     _count(summary, out)
                     progress.advance(out.bytes_read)

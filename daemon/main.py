@@ -43,7 +43,7 @@ from daemon.engine import Job, Outcome, sync_session
 from daemon.codex import homelock, store
 from daemon.codex.mirror import CODEX_KINDS, MirrorQueue, codex_imports
 from daemon.groupcommit import GroupCommit
-from daemon.record import queue_for_mirror, record_all
+from daemon.record import commit_failed, queue_for_mirror, record_all
 from daemon.codex.store import check_codex_home
 from daemon.pool import PROCESS_POOL_MIN_BYTES, make_executor
 from daemon.ledger import Ledger, LedgerError
@@ -123,7 +123,9 @@ class Daemon:
         self.backlog = Backlog()  # fed to the workers by Backlog.feed (started in run)
         # Codex's import ledger: what we committed goes there shortly after (mirror_loop), and a session
         # new to us that Codex's own importer imported is adopted (imported_by_codex).
-        self.mirror = MirrorQueue(paths.codex_home, interval_s=MIRROR_DELAY_S) if cfg.codex_ledger_mirror else None
+        self.folders: dict[str, str] = {}  # codex_ledger.canonical's memo, shared with the mirror (as in import)
+        self.mirror = (MirrorQueue(paths.codex_home, interval_s=MIRROR_DELAY_S, folders=self.folders)
+                       if cfg.codex_ledger_mirror else None)
         self.mirror_due = trio.Event()
         self._codex_imports: tuple[tuple[int, int, int], dict[str, tuple[str, str]]] | None = None
 
@@ -171,10 +173,7 @@ class Daemon:
                     if len(self.mirror):
                         self.mirror_due.set()
             except (sqlite3.Error, store.StoreError) as exc:  # the thread is durable; the retry adopts it
-                out.kind, out.row = "failed", None
-                out.message = (f"{out.path}: cannot record in the ledger {self.paths.ledger} ({exc}); "
-                               "free space in the state dir; will retry" if isinstance(exc, sqlite3.Error)
-                               else f"{out.path}: {exc}; will retry")
+                commit_failed(out, exc, self.paths.ledger, "will retry")
                 self.log.error("source.error", path=out.path, error=out.message)
         finally:
             self.shared.in_flight -= 1
@@ -198,7 +197,7 @@ class Daemon:
             except codex_ledger.CodexLedgerError as exc:
                 self.log.warning("source.error", error=str(exc))
                 return None
-        return cached[1].get(self.mirror.canonical(path) if self.mirror is not None else codex_ledger.canonical(path))
+        return cached[1].get(codex_ledger.canonical(path, self.folders))
 
     async def mirror_loop(self) -> None:
         """Tell Codex's import ledger what we committed, batched: one write per MIRROR_DELAY_S at most.

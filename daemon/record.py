@@ -57,6 +57,17 @@ def record_all(ledger: Ledger, outs: list[Outcome], log: object, mirror: MirrorQ
             queue_for_mirror(mirror, out)
 
 
+def commit_failed(out: Outcome, exc: Exception, ledger_path: object, retry: str) -> None:
+    """Mark a session whose commit failed (`record_all` raised sqlite3.Error or store.StoreError): failed,
+    with one line naming the file and the fix; `retry` says when it is tried again."""
+    out.kind, out.row = "failed", None
+    if isinstance(exc, store.StoreError):
+        out.message = f"{out.path}: {exc}; {retry}"
+    else:
+        out.message = (f"{out.path}: cannot record in the ledger {ledger_path} ({exc}); free space in the state dir; "
+                       f"{retry}")
+
+
 def _write(ledger: Ledger, out: Outcome) -> None:
     if out.kind == "skipped":
         ledger.record_failure(out.source, out.session_id, out.path, out.message or out.kind, out.stat, out.waiting_for)
