@@ -47,10 +47,9 @@ def record_all(ledger: Ledger, outs: list[Outcome], log: object, mirror: MirrorQ
     for index in {out.index_unsynced for out in outs if out.index_unsynced and out.row is not None}:
         store.sync_file(index)  # the titles the rows record are durable first (one fsync for the batch)
     with ledger.transaction():
-        for out in outs:
-            _write(ledger, out)
-    for out in outs:
-        if out.row is not None and out.kind not in ("skipped", "failed"):
+        rows = [_write(ledger, out) for out in outs]
+    for out, wrote_row in zip(outs, rows):
+        if wrote_row:
             faults.point("after_commit", out.path)
         _log(out, log)
         if mirror is not None:
@@ -68,7 +67,8 @@ def commit_failed(out: Outcome, exc: Exception, ledger_path: object, retry: str)
                        f"{retry}")
 
 
-def _write(ledger: Ledger, out: Outcome) -> None:
+def _write(ledger: Ledger, out: Outcome) -> bool:
+    """One outcome's writes (inside the caller's transaction); whether they committed a row."""
     if out.kind == "skipped":
         ledger.record_failure(out.source, out.session_id, out.path, out.message or out.kind, out.stat, out.waiting_for)
     elif out.kind == "failed":
@@ -77,6 +77,8 @@ def _write(ledger: Ledger, out: Outcome) -> None:
     elif out.row is not None:
         faults.point("before_commit", out.path)  # the rollout is durable, its row not yet (tests/reliability)
         ledger.commit(out.row, out.superseded)
+        return True
+    return False
 
 
 def _log(out: Outcome, log: object) -> None:
