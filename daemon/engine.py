@@ -133,8 +133,8 @@ def _block_digest(fd: int, index: int, length: int) -> bytes:
     return blake3.blake3(os.pread(fd, min(BLOCK, length - start), start)).digest(16)
 
 
-def prefix_fingerprint(fd: int, length: int, *, ctime_ns: int | None = None, reuse: bytes = b"",
-                       reuse_length: int = 0, cursor: int = 0, blocks: bytes = b"") -> bytes:
+def prefix_fingerprint(fd: int, length: int, *, ctime_ns: int | None = None, cursor: int = 0,
+                       blocks: bytes = b"") -> bytes:
     """What the ledger keeps (`prefix_hash`) about the first `length` bytes of a log file, to tell
     "only appended" from "rewritten" without reading what we already folded:
 
@@ -147,18 +147,24 @@ def prefix_fingerprint(fd: int, length: int, *, ctime_ns: int | None = None, reu
       size (`cp -p`, rsync) still moves the ctime, so an equal stat with another ctime is read again;
     - the cursor: the next block `_prefix_intact` checks.
 
-    Digests already known are not read again: `blocks` (those of the leading full blocks, computed
-    while the fold read them: `_Hashes.blocks`), or `reuse` (a fingerprint of the first `reuse_length`
-    bytes of this file, just checked: extending it over appended bytes reads only those and one block,
-    O(new bytes))."""
+    `blocks`: the digests of leading full blocks already known, not read again — computed while the fold
+    read them (`_Hashes.block_digests`), or kept from the fingerprint of a shorter prefix of this file
+    that was just checked (`_known_blocks`: extending it over appended bytes reads only those and one
+    block, O(new bytes))."""
     if ctime_ns is None:
         ctime_ns = os.fstat(fd).st_ctime_ns
     kept = blocks[:(length // BLOCK) * 16]
-    if not kept and reuse[:1] == _FP_VERSION and 0 < reuse_length <= length:
-        kept = reuse[_FP_HEAD:_FP_HEAD + (reuse_length // BLOCK) * 16]
     digests = [kept] + [_block_digest(fd, i, length) for i in range(len(kept) // 16, -(-length // BLOCK))]
     return b"".join([_FP_VERSION, _ends_digest(fd, length), ctime_ns.to_bytes(8, "little", signed=True),
                      cursor.to_bytes(4, "little"), *digests])
+
+
+def _known_blocks(fingerprint: bytes, length: int) -> bytes:
+    """The digests of the full blocks a fingerprint of the first `length` bytes holds (none for a
+    fingerprint from before block digests)."""
+    if fingerprint[:1] != _FP_VERSION or length <= 0:
+        return b""
+    return fingerprint[_FP_HEAD:_FP_HEAD + (length // BLOCK) * 16]
 
 
 def _fingerprint_ctime(fingerprint: bytes) -> int | None:
@@ -458,8 +464,8 @@ def _read_log(job: Job, out: Outcome) -> _Read | None:
         faults.point("fold", path)
         if mode == "append":
             assert row is not None and cursor is not None
-            prefix_hash = prefix_fingerprint(fd, state.offset, ctime_ns=st.st_ctime_ns, reuse=row.prefix_hash,
-                                             reuse_length=row.consumed, cursor=cursor)
+            prefix_hash = prefix_fingerprint(fd, state.offset, ctime_ns=st.st_ctime_ns, cursor=cursor,
+                                             blocks=_known_blocks(row.prefix_hash, row.consumed))
         else:
             prefix_hash = prefix_fingerprint(fd, state.offset, ctime_ns=st.st_ctime_ns,
                                              blocks=hashes.block_digests())
