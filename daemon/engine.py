@@ -796,7 +796,7 @@ def _name(home: Path, new: Row, state: FoldState, codex_compatible: bool = False
         return None
     title = choose(s.custom_title or title_beside, s.ai_title, state.thread.fallback_title, state.thread.saw_user)
     if title and title != new.title:
-        path = store.append_session_index(home, new.thread_id, title, sync=False)
+        path = store.append_session_index(home, new.thread_id, title)
         new.title = title
         return str(path)
     return None

@@ -285,9 +285,10 @@ def writer_lock(codex_home: Path, thread_id: str) -> Iterator[None]:
 _encode_entry = msgspec.json.Encoder().encode
 
 
-def append_session_index(codex_home: Path, thread_id: str, title: str, *, sync: bool = True) -> Path:
+def append_session_index(codex_home: Path, thread_id: str, title: str) -> Path:
     """Add a thread-name line to `session_index.jsonl`, the file Codex reads names from (last wins).
-    `sync=False` leaves the fsync to the caller (`sync_file`: one for several lines). Returns its path."""
+    Not synced: the caller syncs the path returned (`sync_file`) once for several lines, before it
+    commits what records those titles (record.record_all)."""
     path = codex_home / SESSION_INDEX
     line = _encode_entry(SessionIndexEntry(thread_id, title, iso_ms(int(time.time() * 1000)))) + b"\n"
     try:
@@ -295,8 +296,6 @@ def append_session_index(codex_home: Path, thread_id: str, title: str, *, sync: 
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.write(fd, line)  # one small O_APPEND write: never interleaved with Codex's own lines
-            if sync:
-                os.fsync(fd)
         finally:
             os.close(fd)
     except OSError as exc:
