@@ -94,7 +94,8 @@ def _private_tmp_problem(spec: ServiceSpec, manager: str) -> str | None:
 
 
 def main(argv: Sequence[str], env: Mapping[str, str], *, out: TextIO | None = None,
-         err: TextIO | None = None, python: str | None = None, platform: str | None = None) -> int:
+         err: TextIO | None = None, python: str | None = None, platform: str | None = None,
+         systemd_marker: Path = SYSTEMD_MARKER) -> int:
     """Entry point for `session-syncd service …`. The keyword arguments exist for tests and embedding."""
     out = out or sys.stdout
     err = err or sys.stderr
@@ -102,7 +103,7 @@ def main(argv: Sequence[str], env: Mapping[str, str], *, out: TextIO | None = No
         args = _parser().parse_args(list(argv))
     except SystemExit as exc:  # argparse already printed usage or help
         return int(exc.code or 0)
-    manager = args.manager or detect_manager(platform or sys.platform)
+    manager = args.manager or detect_manager(platform or sys.platform, systemd_marker)
     if manager is None:
         err.write("session-syncd service: no service manager found (systemd is not running and this is not "
                   "macOS); pass --manager systemd|launchd, or run `session-syncd run` under your own supervisor\n")
