@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from capability import missing
 from daemon import doctor
 from daemon.config import Config, ConfigError, load, resolve_paths
 from daemon.ledger import SCHEMA_VERSION
@@ -106,7 +107,7 @@ def readonly_prefix(folder: Path) -> tuple[str, ...]:
     script = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && exec "$@"'
     prefix = ("unshare", "--mount", "sh", "-c", script, str(folder))
     if shutil.which("unshare") is None or subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
-        pytest.skip("running as root without the privilege to make a read-only mount")
+        missing("running as root without the privilege to make a read-only mount")
     return prefix
 
 

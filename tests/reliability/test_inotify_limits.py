@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from capability import missing
 from daemon_support import DaemonProc, Session, synced, toml_config, wait_until
 from support import REPO, Tree, cli_command
 
@@ -31,11 +32,11 @@ def _limited(limit: int, argv: list[str]) -> list[str]:
 @pytest.fixture(scope="module", autouse=True)
 def _namespaces() -> None:
     if shutil.which("unshare") is None:
-        pytest.skip("unshare(1) is not installed (util-linux)")
+        missing("unshare(1) is not installed (util-linux)")
     probe = subprocess.run(_limited(3, ["cat", "/proc/sys/user/max_inotify_watches"]), capture_output=True,
                            text=True)
     if probe.returncode != 0 or probe.stdout.strip() != "3":
-        pytest.skip(f"cannot make a user namespace with its own inotify limit here: {probe.stderr.strip()}")
+        missing(f"cannot make a user namespace with its own inotify limit here: {probe.stderr.strip()}")
 
 
 _WATCHER = """
