@@ -12,24 +12,23 @@ import os
 import stat
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from daemon.config import Config, child_sessions, expand
 from daemon.sources import SOURCES, Identity, Source, Version
 from daemon.sources.base import sessions
 
 
-@dataclass(frozen=True, slots=True)
-class Root:
+class Root(msgspec.Struct, frozen=True):
     source: Source
     path: Path
     explicit: bool  # named by the user: its absence is worth a warning
     children: bool = False  # `child_sessions = true`: the agent's child sessions are listed too
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
+class Found(msgspec.Struct, frozen=True):
     ident: Identity
     version: Version  # the stat of a one-file session; the plug-in's change token otherwise
 
@@ -107,8 +106,7 @@ def _through_symlink(root: Path, path: Path, linked: dict[str, bool]) -> bool:
     return verdict
 
 
-@dataclass(slots=True)
-class Triage:
+class Triage(msgspec.Struct):
     todo: list[Found]  # to hand to the engine, largest first (a pool then finishes evenly)
     unchanged: int  # the ledger has exactly this stat
     skipped: list[str]  # still skipped for the reason recorded at this stat (nothing read)

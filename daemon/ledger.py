@@ -28,11 +28,14 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from daemon.durable import make_dirs_durable
-from daemon.fold import FoldState, state_decoder
+
+if TYPE_CHECKING:
+    from daemon.fold import FoldState
 
 SCHEMA_VERSION = 3
 _MIGRATIONS: dict[int, str] = {
@@ -192,6 +195,8 @@ _encode_state = msgspec.msgpack.Encoder().encode
 
 
 def _to_row(values: tuple) -> Row:
+    from daemon.fold import state_decoder  # the fold and renderer: only a command that reads fold states needs them
+
     d = dict(zip(_FIELDS, values))
     d["fold_state"] = state_decoder(d["source"])(d["fold_state"])
     return Row(**d)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import fcntl
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from daemon.private import make_dirs
 
@@ -26,8 +27,7 @@ class HomeBusy(Exception):
         self.role, self.pid = role, pid
 
 
-@dataclass
-class HomeLock:
+class HomeLock(msgspec.Struct):
     fd: int
 
     def __enter__(self) -> HomeLock:

@@ -18,7 +18,6 @@ Owns: both fallback rules and the small resumable value the renderer keeps for t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import msgspec
 
@@ -154,8 +153,7 @@ def _blank(text: str, start: int, end: int) -> bool:
     return not trim(text[start:end])
 
 
-@dataclass
-class _Command:
+class _Command(msgspec.Struct):
     name: str | None = None
     args: str | None = None
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import ClassVar, Literal, Protocol, TypeVar
@@ -54,8 +53,7 @@ class SourceState(msgspec.Struct, kw_only=True):
     unknown: int = 0  # records of a type the plug-in does not know (skipped, counted)
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+class Identity(msgspec.Struct, frozen=True):
     """Who a session file is: enough to derive its thread id and to re-find it."""
 
     kind: str
@@ -63,8 +61,7 @@ class Identity:
     path: Path
 
 
-@dataclass(frozen=True, slots=True)
-class ParseContext:
+class ParseContext(msgspec.Struct, frozen=True):
     mtime_ms: int  # the file's mtime: the timestamp of last resort (Cursor records carry none)
     # The user's `[sources.<kind>] child_sessions`: a plug-in whose agent keeps sub-agent runs as sessions
     # of their own (OpenCode) reads one as a thread when it is set, and as empty otherwise (so a live
@@ -72,8 +69,7 @@ class ParseContext:
     child_sessions: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Version:
+class Version(msgspec.Struct, frozen=True):
     """A cheap change token for a session, stored in the ledger: equal versions mean nothing to read.
     For one file its stat; for a session spanning several (a DB and its WAL) whatever changes with it."""
 
@@ -82,7 +78,7 @@ class Version:
     inode: int
     # The file's st_ctime_ns, for a log: not part of the key (a chmod moves it), but a row whose
     # fingerprint recorded another one is read again (a `cp -p` or rsync rewrite keeps size and mtime).
-    ctime_ns: int | None = field(default=None, compare=False)
+    ctime_ns: int | None = None
 
     def key(self) -> tuple[int, int, int]:
         return self.size, self.mtime_ns, self.inode
@@ -94,8 +90,7 @@ def stat_version(path: Path) -> Version:
     return Version(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
-@dataclass(frozen=True, slots=True)
-class WatchSpec:
+class WatchSpec(msgspec.Struct, frozen=True):
     """What the watcher must report for this source: file names ending in `suffixes` (or named one of
     `names`), at most `depth` folders below a root. `rescan_names`: files whose change can touch many
     sessions at once (a database and its WAL): a change to one queues a reconcile of every session."""
