@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 
@@ -77,11 +77,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="session-syncd", description=(
-        "Keep Claude Code and Cursor sessions continuously imported as Codex threads."))
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("import", help="import every session once, then exit")
+def _import_args(p: argparse.ArgumentParser) -> None:
     _common(p)
     p.add_argument("--max-age", type=float, metavar="DAYS", help="only sessions modified in the last DAYS days")
     p.add_argument("--max-sessions", type=int, metavar="N", help="only the N most recently modified sessions")
@@ -94,21 +90,43 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import again a session whose thread you deleted in Codex (or all such sessions)")
     p.add_argument("--executor", choices=("auto", "process", "thread"), default="auto", help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print a machine-readable summary instead of the summary line")
-    p = sub.add_parser("run", help="run the daemon in the foreground: watch and keep every session in sync")
-    _common(p)
-    p = sub.add_parser("status", help="is the daemon running, and how is each source doing")
+
+
+def _common_and_json(p: argparse.ArgumentParser) -> None:
     _common(p)
     p.add_argument("--json", action="store_true")
-    p = sub.add_parser("doctor", help="check the setup, one line per check, with the fix")
-    _common(p)
-    p = sub.add_parser("ledger", help="repair the ledger (`ledger rebuild`: re-derive it from the Codex home)")
+
+
+def _ledger_args(p: argparse.ArgumentParser) -> None:
     actions = p.add_subparsers(dest="ledger_action", required=True, metavar="ACTION")
-    p = actions.add_parser("rebuild", help="move a corrupt or lost ledger aside and rebuild it from the threads "
-                           "in the Codex home, so the next import neither re-imports nor duplicates them")
-    _common(p)
-    p.add_argument("--json", action="store_true")
-    sub.add_parser("logs", help="query the structured log (see `session-syncd logs --help`)", add_help=False)
-    sub.add_parser("service", help="install/uninstall/status/restart the background service", add_help=False)
+    _common_and_json(actions.add_parser(
+        "rebuild", help="move a corrupt or lost ledger aside and rebuild it from the threads in the Codex home, "
+        "so the next import neither re-imports nor duplicates them"))
+
+
+# name → (its line in `--help`, what adds its arguments); logs and service parse their own arguments.
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | None]] = {
+    "import": ("import every session once, then exit", _import_args),
+    "run": ("run the daemon in the foreground: watch and keep every session in sync", _common),
+    "status": ("is the daemon running, and how is each source doing", _common_and_json),
+    "doctor": ("check the setup, one line per check, with the fix", _common),
+    "ledger": ("repair the ledger (`ledger rebuild`: re-derive it from the Codex home)", _ledger_args),
+    "logs": ("query the structured log (see `session-syncd logs --help`)", None),
+    "service": ("install/uninstall/status/restart the background service", None),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or (`command` given) one whose other commands have their help line only: each
+    argument costs a formatter and argparse's gettext lookups, a few ms of every command's start-up."""
+    parser = _Parser(prog="session-syncd", description=(
+        "Keep coding-agent sessions (Claude Code, Cursor, Gemini CLI, Copilot CLI, OpenCode, Qwen Code) "
+        "continuously imported as Codex threads."))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (line, add_arguments) in _COMMANDS.items():
+        p = sub.add_parser(name, help=line, add_help=add_arguments is not None)
+        if add_arguments is not None and command in (None, name):
+            add_arguments(p)
     return parser
 
 
@@ -295,7 +313,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         from service.commands import main as service_main
 
         return service_main(argv[1:], env)
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     handler = {"import": cmd_import, "run": cmd_run, "status": cmd_status, "doctor": cmd_doctor,
                "ledger": cmd_ledger}[args.command]
     try:

@@ -30,10 +30,12 @@ sys.exit(code)
 """
 
 # Needed only by the daemon (trio, watchdog, structlog and the asyncio it pulls in), by syncing (the
-# engine, worker pools) or by nothing we run (typing_extensions, which msgspec would import for a
-# get_type_hints we do not need).
+# engine, worker pools, the fold and renderer) or by nothing we run (typing_extensions, which msgspec would
+# import for a get_type_hints we do not need; dataclasses, whose classes each cost a compile at import, and
+# the inspect it pulls in: the start-up path's records are msgspec Structs).
 NEVER_IN_NO_OP = ("asyncio", "trio", "watchdog", "structlog", "logging", "typing_extensions", "daemon.engine",
-                  "daemon.main", "daemon.watch", "concurrent.futures", "multiprocessing", "configparser")
+                  "daemon.main", "daemon.watch", "daemon.fold", "daemon.codex.render", "concurrent.futures",
+                  "multiprocessing", "configparser", "dataclasses", "inspect")
 # The version (importlib.metadata) is only the daemon's to write; a writability probe needs no tempfile;
 # Codex's import ledger (and the hashing and JSON it needs) only when there is a new session to look up.
 NOT_IN_IMPORT = (*NEVER_IN_NO_OP, "importlib.metadata", "tempfile", "daemon.codex.mirror", "daemon.codex.codex_ledger")
@@ -108,6 +110,24 @@ def test_help_is_what_argparse_would_print(monkeypatch: pytest.MonkeyPatch, colu
         p.formatter_class = argparse.HelpFormatter
         assert ours == p.format_help()
     assert max(map(len, parser.format_help().splitlines())) <= int(columns)
+
+
+@pytest.mark.parametrize("argv", [
+    ["import", "--config", "c.toml", "--claude-root", "a", "--claude-root", "b", "--max-age", "2", "--json"],
+    ["status", "--json", "--opencode-root", "o"], ["ledger", "rebuild", "--json"], ["run", "--log-level", "debug"],
+    ["doctor", "--state-dir", "s"]])
+def test_the_one_command_parser_parses_as_the_whole_one(argv: list[str]) -> None:
+    """`main` builds only the invoked command's arguments; what it parses is what the whole parser would,
+    and the other commands are there with no arguments but `--help`."""
+    import argparse
+
+    from daemon.cli import build_parser
+
+    one = build_parser(argv[0])
+    assert one.parse_args(argv) == build_parser().parse_args(argv)
+    commands = next(a for a in one._actions if isinstance(a, argparse._SubParsersAction)).choices  # noqa: SLF001
+    assert {name: [a.dest for a in p._actions] for name, p in commands.items() if name != argv[0]} == {  # noqa: SLF001
+        name: ["help"] for name in commands if name not in (argv[0], "logs", "service")} | {"logs": [], "service": []}
 
 
 def test_the_driver_sees_heavy_modules_when_they_are_imported(tree: Tree) -> None:
