@@ -11,6 +11,11 @@ CODEX_BIN := $(CODEX_DIR)/node_modules/.bin/codex
 CODEX_NEWEST_BIN := $(CODEX_DIR)/$(CODEX_NEWEST)/node_modules/.bin/codex
 CODEX_BINS := $(abspath $(CODEX_BIN)):$(abspath $(CODEX_NEWEST_BIN))
 
+# Bytecode for our own packages, written even where PYTHONDONTWRITEBYTECODE is set (as on these machines):
+# without it every command compiles what it imports, and start-up doubles (~25 ms bare, ~60 → ~120 ms).
+# Fresh files are skipped, so this costs ~50 ms when nothing changed.
+COMPILE := $(BIN)/python -m compileall -q daemon service bench >/dev/null
+
 .PHONY: run test bench clean
 
 $(BIN)/session-syncd: pyproject.toml requirements.lock
@@ -33,14 +38,17 @@ $(CODEX_NEWEST_BIN):
 	@touch $@
 
 run: $(BIN)/session-syncd
+	@$(COMPILE)
 	$(BIN)/session-syncd run
 
 test: $(VENV)/.test-extras $(CODEX_BIN) $(CODEX_NEWEST_BIN)
+	@$(COMPILE)
 	SESSION_SYNCD_CODEX_BIN=$(abspath $(CODEX_BIN)) SESSION_SYNCD_CODEX_BINS=$(CODEX_BINS) \
 	  $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # `make bench SCALE_ARGS="--sessions 500"` for a quick scale run (the full one builds ~814 MiB, once).
 bench: $(VENV)/.test-extras $(CODEX_BIN)
+	@$(COMPILE)
 	SESSION_SYNCD_CODEX_BIN=$(abspath $(CODEX_BIN)) $(BIN)/python bench/import_vs_codex.py
 	SESSION_SYNCD_CODEX_BIN=$(abspath $(CODEX_BIN)) $(BIN)/python bench/scale.py $(SCALE_ARGS)
 
