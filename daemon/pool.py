@@ -31,8 +31,24 @@ def make_executor(workers: int, mode: str, total_bytes: int) -> cf.Executor:
         ctx = multiprocessing.get_context(method)
         if method == "forkserver":
             ctx.set_forkserver_preload(["daemon.engine"])
-        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=die_with_parent)
+        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=start_worker)
     return cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync")
+
+
+WORKER_GC_THRESHOLD = 20_000  # allocations between young collections (Python's default: 700)
+
+
+def start_worker() -> None:
+    """Worker initializer: tie the worker's life to its parent's, and make its garbage collector cheap. A
+    fold allocates a few objects per source line and frees them at once (no cycles), so the collector
+    mostly walks live objects for nothing; what the worker inherited from its parent is frozen out of its
+    walks. Measured on the 50-session import (2026-12-02, medians of alternating runs): CPU 1.28-1.34 →
+    1.25-1.28 s."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(WORKER_GC_THRESHOLD, *gc.get_threshold()[1:])
+    die_with_parent()
 
 
 def die_with_parent() -> None:
