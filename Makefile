@@ -51,6 +51,7 @@ bench: $(VENV)/.test-extras $(CODEX_BIN)
 	@$(COMPILE)
 	SESSION_SYNCD_CODEX_BIN=$(abspath $(CODEX_BIN)) $(BIN)/python bench/import_vs_codex.py
 	SESSION_SYNCD_CODEX_BIN=$(abspath $(CODEX_BIN)) $(BIN)/python bench/scale.py $(SCALE_ARGS)
+	$(BIN)/python bench/startup.py
 
 clean:
 	rm -rf $(VENV) $(CODEX_DIR) .pytest_cache
