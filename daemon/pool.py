@@ -52,7 +52,7 @@ def start_worker() -> None:
 
 
 def die_with_parent() -> None:
-    """Worker initializer: a worker must not outlive the process that started it (killed with SIGKILL,
+    """A worker must not outlive the process that started it (killed with SIGKILL,
     its workers would otherwise wait on their queue forever, holding its files)."""
     if sys.platform.startswith("linux"):
         import ctypes
