@@ -70,8 +70,9 @@ class ParseContext(msgspec.Struct, frozen=True):
 
 
 class Version(msgspec.Struct, frozen=True):
-    """A cheap change token for a session, stored in the ledger: equal versions mean nothing to read.
-    For one file its stat; for a session spanning several (a DB and its WAL) whatever changes with it."""
+    """A cheap change token for a session, stored in the ledger: equal keys (`key()`) mean nothing to
+    read. For one file its stat; for a session spanning several (a DB and its WAL) whatever changes with
+    it. Compare keys, not Versions: `==` also compares the ctime, which is not part of the key."""
 
     size: int  # bytes the session spans (for progress and age/size ordering)
     mtime_ns: int
