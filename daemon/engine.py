@@ -51,9 +51,14 @@ from daemon.ledger import Ledger, LedgerError, Row, Superseded
 from daemon.sources import SOURCES
 from daemon.sources.base import Identity, Incomplete, ParseContext, shape_of
 
-CHUNK = 8 << 20
 WINDOW = 64 << 10  # bytes at each end of the folded prefix that prefix_fingerprint checks
 BLOCK = 256 << 10  # the folded prefix is also hashed in blocks of this size, one 16-byte digest each
+# Read size: one block, so a chunk is still in the CPU cache when it is hashed and then decoded, and
+# the worker reuses the same few buffers instead of faulting in fresh pages for each 8 MiB read
+# (50-session import, 2026-12-02: CPU 1.26 → 1.12 s, page faults 71k → 36k). A multiple of BLOCK, so
+# the block digests come from the fold's own reads.
+CHUNK = BLOCK
+MAX_READ = 8 << 20  # the most read at once, for a line longer than a chunk
 ORIGINATOR = "session_syncd"
 CLI_VERSION = "0.169.0"  # the Codex version whose rollout format we write
 
@@ -263,7 +268,10 @@ def _fold_file(fd: int, size: int, start: FoldState, kind: str, ctx: ParseContex
     pos = start.offset  # next byte to read; bytes [state.offset, pos) are carried in `carry`
     carry = b""
     while pos < size:
-        chunk = os.pread(fd, min(CHUNK, size - pos), pos)
+        # a line longer than a chunk: read as much again as is carried (up to MAX_READ), so its bytes
+        # are not copied and scanned again for every chunk
+        want = min(max(CHUNK, len(carry) // CHUNK * CHUNK), MAX_READ)
+        chunk = os.pread(fd, min(want, size - pos), pos)
         if not chunk:
             break  # the file shrank while we read: fold what we have, the next event re-syncs
         end = pos + len(chunk)

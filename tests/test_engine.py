@@ -209,6 +209,27 @@ def test_the_fold_pass_gives_the_fingerprint_and_sha256_a_second_read_would(env,
     assert sync_session(Job(ident, None, tmp_path / "codex-nosha", tmp_path / "nosha.sqlite3")).sha256 is None
 
 
+def test_a_line_longer_than_a_chunk_is_read_in_growing_reads(tmp_path: Path, monkeypatch) -> None:
+    """A 4 MiB line with 64 KiB chunks: each read takes as much again as is carried, so the line costs a
+    handful of folds (the carried bytes are copied and scanned each time), not one per chunk (64)."""
+    from daemon import engine
+
+    cwd = tmp_path / "repo"
+    cwd.mkdir()
+    src = tmp_path / "projects" / "-repo" / "long.jsonl"
+    src.parent.mkdir(parents=True)
+    src.write_bytes(line("user", "y" * (4 << 20), cwd, 1) + line("assistant", "ok", cwd, 2))
+    folds = []
+    real_fold = engine.fold
+    monkeypatch.setattr(engine, "CHUNK", 64 << 10)
+    monkeypatch.setattr(engine, "fold", lambda *a, **k: folds.append(len(a[2])) or real_fold(*a, **k))
+    ident = SOURCES["claude"].identify(src.parent.parent, src)
+    out = sync_session(Job(ident, None, tmp_path / "codex", tmp_path / "ledger.sqlite3"))
+    assert (out.kind, out.new_turns) == ("imported", 1)
+    assert 6 <= len(folds) <= 9, folds  # 64 KiB, then 64, 128, 256 … KiB more: doubling up to 4 MiB
+    assert "y" * 1000 in Path(out.row.rollout_path).read_text()
+
+
 def _foreign_turn() -> bytes:
     line = {"timestamp": "2026-11-02T10:00:05.000Z", "type": "response_item",
             "payload": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "mine"}]}}
