@@ -260,8 +260,8 @@ def _fold_file(fd: int, size: int, start: FoldState, kind: str, ctx: ParseContex
     to `hashes` as it is read. Returns the body parts and the new state.
 
     Each byte is read once: an incomplete last line is carried in front of the next chunk. The fold
-    skips a line over `max_line` (and stops carrying it), so what is held is at most one chunk plus one
-    line under the limit, however long a line in the file is."""
+    skips a line over `max_line` (and stops carrying it), so what is held is at most one read (≤ MAX_READ)
+    plus one line under the limit, however long a line in the file is."""
     source = SOURCES[kind]
     state = start
     parts: list[bytes] = []
