@@ -16,13 +16,12 @@ What it does, in one run:
    {"bare_ms", "floor_ms", "status_ms", "import_ms", "status_over_bare", "import_over_bare", ...}.
 
 Usage: bench/startup.py [--repeat N] [--work DIR]
-Standard library only (plus bench/import_vs_codex.py for the fixture, imported by path).
+Standard library only (plus bench/import_vs_codex.py for the fixture: this script's folder is on sys.path).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shutil
 import statistics
@@ -35,20 +34,13 @@ HERE = Path(__file__).resolve().parent
 TARGET = 2.0  # issue 11: "within ~2x bare interpreter start-up"
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=25)
     ap.add_argument("--work", type=Path, default=HERE / ".work")
     a = ap.parse_args()
-    ivc = _load("import_vs_codex", HERE / "import_vs_codex.py")
+    import import_vs_codex as ivc  # beside this script
+
     work = a.work.resolve()
     fixture = ivc.build_fixture(work)
     env = ivc.syncd_env(fixture, work)
