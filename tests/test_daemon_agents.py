@@ -54,6 +54,10 @@ def test_every_agent_grown_live_stays_in_one_thread_that_equals_a_fresh_import(t
         config = tree.root / "daemon.toml"
         with DaemonProc(tree, roots.config()).start() as d:
             wait_shown(tree, live, threads, d)
+            # The first sync is over only when the fixture sessions are in too: the live ones may be done
+            # first, and a fixture session imported during the rounds below would read as a new thread.
+            _, start_ledger = fresh_import(tree, config, tmp_path / "start")
+            wait_caught_up(tree, start_ledger, d, SYNC_TIMEOUT)
             background = set(ledger(tree.ledger_path)) - {s.key for s in live}
             assert {k for k, _ in background} == {"gemini", "copilot", "qwen", "opencode"}, background
 
