@@ -18,8 +18,8 @@ import msgspec
 
 from daemon.config import Config, Paths, effective_workers
 from daemon.discover import discover, triage
-from daemon.codex.store import StoreError, check_codex_home
 from daemon.ledger import Ledger
+from daemon.private import check_codex_home
 
 if TYPE_CHECKING:  # imported where used: an import with nothing to sync needs neither (start-up time)
     import concurrent.futures as cf
@@ -160,6 +160,7 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
         summary.skipped += len(sorted_out.skipped)
         summary.errors.extend(sorted_out.skipped)
         if todo:  # the engine and the pool only when there is something to sync (start-up time)
+            from daemon.codex.store import StoreError
             from daemon.engine import Job
             from daemon.record import commit_failed, record_all
             from daemon.pool import make_executor

@@ -41,10 +41,10 @@ from daemon.debounce import debounce
 from daemon.discover import Root, discover, roots, triage
 from daemon.engine import Job, Outcome, sync_session
 from daemon.codex import homelock, store
+from daemon.private import check_codex_home
 from daemon.codex.mirror import CODEX_KINDS, MirrorQueue, codex_imports
 from daemon.groupcommit import GroupCommit
 from daemon.record import commit_failed, queue_for_mirror, record_all
-from daemon.codex.store import check_codex_home
 from daemon.pool import PROCESS_POOL_MIN_BYTES, make_executor
 from daemon.ledger import Ledger, LedgerError
 from daemon.sources import Identity

@@ -44,3 +44,13 @@ def probe_writable(folder: Path) -> str | None:
     os.close(fd)
     os.unlink(name)
     return None
+
+
+def check_codex_home(codex_home: Path) -> str | None:
+    """One line if we cannot write threads into the Codex home at all (nothing is attempted then). Here,
+    not in codex/store.py, so that an `import` with nothing to do need not load the writer."""
+    problem = probe_writable(codex_home)
+    if problem is None:
+        return None
+    return (f"Codex home {codex_home} is not writable ({problem}); "
+            "fix its permissions or point CODEX_HOME / --codex-home elsewhere")

@@ -24,7 +24,6 @@ import msgspec
 from daemon import faults
 from daemon.codex.lines import iso_ms
 from daemon.durable import fsync_dir, make_dirs_durable
-from daemon.private import probe_writable
 
 TAIL_BYTES = 4096
 
@@ -57,15 +56,6 @@ def write_fix(exc: OSError, unchanged: str = "nothing was changed") -> str:
 
 def _explain(exc: OSError, path: Path, doing: str) -> StoreError:
     return StoreError(f"cannot {doing} {path}: {exc.strerror or exc}; {write_fix(exc)}")
-
-
-def check_codex_home(codex_home: Path) -> str | None:
-    """One line if we cannot write threads into the Codex home at all (nothing is attempted then)."""
-    problem = probe_writable(codex_home)
-    if problem is None:
-        return None
-    return (f"Codex home {codex_home} is not writable ({problem}); "
-            "fix its permissions or point CODEX_HOME / --codex-home elsewhere")
 
 
 def tail_hash(f_or_path: Path | int, size: int) -> bytes:
