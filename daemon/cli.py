@@ -117,15 +117,18 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | None
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The whole parser, or (`command` given) one whose other commands have their help line only: each
-    argument costs a formatter and argparse's gettext lookups, a few ms of every command's start-up."""
+    """The whole parser, or (`command` one of ours) one with that command alone: each parser and argument
+    costs a formatter and argparse's gettext lookups, a few ms of every command's start-up. Anything else
+    (`--help`, a typo) gets the whole one, whose help and errors list every command."""
     parser = _Parser(prog="session-syncd", description=(
         "Keep coding-agent sessions (Claude Code, Cursor, Gemini CLI, Copilot CLI, OpenCode, Qwen Code) "
         "continuously imported as Codex threads."))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (line, add_arguments) in _COMMANDS.items():
+        if command in _COMMANDS and name != command:
+            continue
         p = sub.add_parser(name, help=line, add_help=add_arguments is not None)
-        if add_arguments is not None and command in (None, name):
+        if add_arguments is not None:
             add_arguments(p)
     return parser
 

@@ -119,17 +119,33 @@ def test_help_is_what_argparse_would_print(monkeypatch: pytest.MonkeyPatch, colu
     ["status", "--json", "--opencode-root", "o"], ["ledger", "rebuild", "--json"], ["run", "--log-level", "debug"],
     ["doctor", "--state-dir", "s"]])
 def test_the_one_command_parser_parses_as_the_whole_one(argv: list[str]) -> None:
-    """`main` builds only the invoked command's arguments; what it parses is what the whole parser would,
-    and the other commands are there with no arguments but `--help`."""
+    """`main` builds only the invoked command; what it parses is what the whole parser would, and its
+    help is the whole parser's help for that command."""
     import argparse
 
     from daemon.cli import build_parser
 
-    one = build_parser(argv[0])
-    assert one.parse_args(argv) == build_parser().parse_args(argv)
-    commands = next(a for a in one._actions if isinstance(a, argparse._SubParsersAction)).choices  # noqa: SLF001
-    assert {name: [a.dest for a in p._actions] for name, p in commands.items() if name != argv[0]} == {  # noqa: SLF001
-        name: ["help"] for name in commands if name not in (argv[0], "logs", "service")} | {"logs": [], "service": []}
+    one, whole = build_parser(argv[0]), build_parser()
+    assert one.parse_args(argv) == whole.parse_args(argv)
+
+    def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices  # noqa: SLF001
+
+    assert list(commands(one)) == [argv[0]]
+    assert commands(one)[argv[0]].format_help() == commands(whole)[argv[0]].format_help()
+    assert len(commands(whole)) == 7
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["imprt"]])
+def test_help_and_typos_get_the_whole_parser(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """What lists the commands (`--help`, an unknown command) lists every one of them."""
+    from daemon.cli import _COMMANDS, main
+
+    with pytest.raises(SystemExit):
+        main(argv)
+    out = capsys.readouterr()
+    listed = out.out + out.err
+    assert all(name in listed for name in _COMMANDS), listed
 
 
 def test_the_driver_sees_heavy_modules_when_they_are_imported(tree: Tree) -> None:
