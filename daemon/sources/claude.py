@@ -7,7 +7,8 @@ that has one, the branch from `gitBranch`. Subagent files (`agent-*.jsonl`, `<se
 not sessions of their own.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: with string annotations msgspec compiles each one again when
+# a decoder of these Structs is built, at the start of every command (~0.05 ms a decoder).
 
 import os
 from collections.abc import Iterator, Mapping

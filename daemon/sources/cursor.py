@@ -7,7 +7,8 @@ Codex's importer does. User text arrives wrapped as `<timestamp>…</timestamp><
 we unwrap it and keep the first `<timestamp>` as the session's start. `subagents` folders are skipped.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: with string annotations msgspec compiles each one again when
+# a decoder of these Structs is built, at the start of every command (~0.05 ms a decoder).
 
 import os
 import re

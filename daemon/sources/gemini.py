@@ -30,7 +30,8 @@ notices (not counted), `<session_context>` / `<hook_context>` injections (Gemini
 (`chats/<parentId>/<subId>.jsonl`, or `kind: "subagent"` in the metadata) are not sessions.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: with string annotations msgspec compiles each one again when
+# a decoder of these Structs is built, at the start of every command (~0.05 ms a decoder).
 
 import os
 import re

@@ -38,7 +38,8 @@ summaries (`summary: true` messages, `compaction` parts: the old messages stay),
 types are counted in `state.unknown`.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: with string annotations msgspec compiles each one again when
+# a decoder of these Structs is built, at the start of every command (~0.05 ms a decoder).
 
 import math
 import os

@@ -37,7 +37,8 @@ An unterminated last line is the writer mid-append: it is read if it is already 
 for the next read.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: with string annotations msgspec compiles each one again when
+# a decoder of these Structs is built, at the start of every command (~0.05 ms a decoder).
 
 import errno
 import os
