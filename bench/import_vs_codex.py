@@ -7,7 +7,8 @@ What it does, in one run:
    `bench/.work/fixture` (git-ignored; rebuilt when the generator changes; `--fixture DIR` reuses one).
 2. Reads every fixture file once before any timing, so every contender starts with the sources in the
    page cache (a fair, warm-cache comparison; nobody pays the disk), and runs each tool once, untimed,
-   on a throwaway home so binaries and Python bytecode are warm too. Before each timed run, `sync`:
+   on a throwaway home so binaries and Python bytecode are warm too. Each run's output is removed once
+   it is checked, and before each timed run, `sync`: every run starts with the same page cache, and
    nobody's fsyncs wait on the writeback of what the run before it wrote.
 3. For each of `--repeat` rounds, each into a fresh `CODEX_HOME`:
    (a) Codex: `codex app-server`, then `externalAgentConfig/detect` (maxSessions/maxSessionAgeDays set so
@@ -20,7 +21,7 @@ What it does, in one run:
    Medians over the rounds are reported.
 4. Checks every contender imported all sessions: Codex's completed notification must list one success
    per session and no failure, `thread/list` must show them all; session-syncd's JSON summary must count
-   them all and (once, untimed) the real Codex must list every thread it wrote. A benchmark that
+   them all and (in the first round, untimed) the real Codex must list every thread it wrote. A benchmark that
    silently imports fewer would be wrong, so any shortfall aborts the run.
 
 Peak RSS: for session-syncd, the largest single process (the parent or one worker; `wait4` rusage);
@@ -174,6 +175,16 @@ def settle() -> None:
     os.sync()
 
 
+def discard(*outputs: Path) -> None:
+    """After a run's output is checked: remove it, so every timed run starts with the same page cache.
+    Kept, the outputs of the earlier runs (~90 MiB each of ours, ~190 MiB of Codex's) pile up there, and
+    each later run pays more for the fresh pages its own writes need. Measured here (2026-12-03, four
+    rounds of Codex then us): with outputs kept our import went 0.603, 0.699, 0.708, 0.631 s, removed
+    0.574, 0.541, 0.574, 0.615 s; Codex's 3.39-3.65 s either way."""
+    for path in outputs:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def run_codex(fixture: Path, codex_home: Path, n_sessions: int, binary: str) -> dict:
     """(a): Codex's importer through a fresh app-server. Times: start-up, detect, import, detect→completed."""
     shutil.rmtree(codex_home, ignore_errors=True)
@@ -300,18 +311,25 @@ def main() -> int:
         pass
     subprocess.run([syncd, "import", "--max-sessions", "1", "--codex-home", str(runs / "warm-syncd"),
                     "--state-dir", str(runs / "warm-state"), *extra], env=env, check=True, capture_output=True)
+    discard(runs / "warm-codex", runs / "warm-syncd", runs / "warm-state")
 
     rounds: dict[str, list[dict]] = {k: [] for k in ("codex", "syncd", "nochange", "threads", "processes")}
+    listed = 0
     for r in range(a.repeat):
         print(f"round {r + 1}/{a.repeat} ...", file=sys.stderr)
         rounds["codex"].append(run_codex(fixture, runs / f"codex-{r}", n, codex))
+        discard(runs / f"codex-{r}")
         home, state = runs / f"syncd-{r}", runs / f"syncd-state-{r}"
         rounds["syncd"].append(run_syncd(syncd, env, home, state, extra, "imported", n, fresh=True))
         rounds["nochange"].append(run_syncd(syncd, env, home, state, extra, "unchanged", n, fresh=False))
+        if r == 0:
+            listed = codex_lists_all(home, fixture, codex, n)
+        discard(home, state)
         for key, mode in (("threads", "thread"), ("processes", "process")):
-            rounds[key].append(run_syncd(syncd, env, runs / f"{key}-{r}", runs / f"{key}-state-{r}",
-                                           [*extra, "--executor", mode], "imported", n, fresh=True))
-    listed = codex_lists_all(runs / "syncd-0", fixture, codex, n)
+            home, state = runs / f"{key}-{r}", runs / f"{key}-state-{r}"
+            rounds[key].append(run_syncd(syncd, env, home, state, [*extra, "--executor", mode], "imported", n,
+                                         fresh=True))
+            discard(home, state)
 
     def med(key: str, field: str = "s") -> float:
         return statistics.median(x[field] for x in rounds[key])
