@@ -22,7 +22,6 @@ a worker process. It never raises for bad input: every outcome, failures include
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import hashlib
 import os
@@ -30,7 +29,6 @@ import sqlite3
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,8 +83,7 @@ class Outcome(msgspec.Struct, kw_only=True):
     index_unsynced: str | None = None  # Codex's title index, appended to: fsync it before committing `row`
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
+class Job(msgspec.Struct, frozen=True):
     ident: Identity
     row: Row | None
     codex_home: Path
@@ -205,8 +202,7 @@ def _prefix_intact(fd: int, fingerprint: bytes, length: int, budget: int) -> int
     return cursor
 
 
-@dataclass(slots=True)
-class _Hashes:
+class _Hashes(msgspec.Struct):
     """What is computed over the bytes while the fold reads them, so each byte is read once: the content
     hash (fed from `start`; chained for an append), and for a read from byte 0 the block digests of the
     prefix fingerprint and, when the mirror wants it (`Job.sha256`), Codex's sha256 of the whole file."""
@@ -331,8 +327,7 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines()[0][:200] if text else "no detail")
 
 
-@dataclass(slots=True)
-class _Read:
+class _Read(msgspec.Struct):
     """What one reading of a session gave: how it relates to what we wrote, and the new fold."""
 
     mode: Literal["new", "append", "rewrite"]
@@ -354,7 +349,7 @@ def _sync(job: Job, out: Outcome) -> None:
     if job.row is None and job.codex_import is not None and shape == "log":
         adopted = _adopt(job)
         if adopted is not None:  # from now on Codex's thread is this session's thread
-            job = dataclasses.replace(job, row=adopted, codex_import=None)
+            job = msgspec.structs.replace(job, row=adopted, codex_import=None)
             out.kind, out.row = "adopted", adopted
             out.message = f"{job.ident.path}: imported by Codex as thread {adopted.thread_id}; kept in sync there"
     read = _read_snapshot(job, out) if shape == "snapshot" else _read_log(job, out)

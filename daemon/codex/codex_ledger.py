@@ -22,7 +22,6 @@ import secrets
 import stat
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +69,7 @@ class CodexLedgerError(Exception):
     """Codex's import ledger cannot be read or written; the message is one line naming the file and the fix."""
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(msgspec.Struct, frozen=True):
     """The file as read: its bytes, the decoded objects (for rewriting) and the typed view (for lookups)."""
 
     data: bytes | None  # None: the file does not exist

@@ -23,9 +23,10 @@ import hashlib
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from daemon.codex import codex_ledger
 from daemon.codex.codex_ledger import ImportRecord
@@ -36,8 +37,7 @@ TAIL_BYTES = 4096
 CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
-class SourceDigest:
+class SourceDigest(msgspec.Struct, frozen=True):
     """The sha256 of a source's first `size` bytes, and the mtime it had when we looked."""
 
     sha256: str
@@ -45,8 +45,7 @@ class SourceDigest:
     mtime_ns: int
 
 
-@dataclass
-class _State:
+class _State(msgspec.Struct):
     dev: int
     ino: int
     size: int
@@ -55,14 +54,12 @@ class _State:
     known: SourceDigest | None = None  # a digest a worker computed while it read the file (`seed`)
 
 
-@dataclass
 class Sha256Tracker:
     """sha256 of growing files, O(new bytes) per call while this object lives (see the module doc)."""
 
-    max_entries: int = 4096
-    bytes_hashed: int = 0  # for tests and benchmarks: how much was actually read and hashed
-
-    def __post_init__(self) -> None:
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self.bytes_hashed = 0  # for tests and benchmarks: how much was actually read and hashed
         self._states: OrderedDict[str, _State] = OrderedDict()
 
     def forget(self, path: Path | str) -> None:
@@ -194,7 +191,6 @@ def codex_imports(codex_home: Path) -> dict[str, tuple[str, str]]:
             if (rec := adoptable(recs)) is not None}
 
 
-@dataclass
 class MirrorQueue:
     """Committed sessions waiting to be told to Codex's import ledger, written in batches.
 
@@ -204,16 +200,13 @@ class MirrorQueue:
     lag is bounded by the flush interval. Lives in the process that commits (the tracker's hash states
     are in memory)."""
 
-    codex_home: Path
-    interval_s: float = 1.0
-    tracker: Sha256Tracker | None = None
-    flushed_at: float = 0.0
-    folders: dict[str, str] = field(default_factory=dict)  # codex_ledger.canonical's memo
-
-    def __post_init__(self) -> None:
+    def __init__(self, codex_home: Path, interval_s: float = 1.0, tracker: Sha256Tracker | None = None,
+                 folders: dict[str, str] | None = None) -> None:
+        self.codex_home, self.interval_s = codex_home, interval_s
+        self.tracker = Sha256Tracker() if tracker is None else tracker
+        self.flushed_at = 0.0
+        self.folders = {} if folders is None else folders  # codex_ledger.canonical's memo
         self._pending: dict[str, tuple[str, str | None, bool]] = {}
-        if self.tracker is None:
-            self.tracker = Sha256Tracker()
 
     def canonical(self, path: Path | str) -> str:
         return codex_ledger.canonical(path, self.folders)
