@@ -203,13 +203,14 @@ def is_codex_metadata(data: bytes) -> bool:
     return True
 
 
-# -- the hot path: the four lines that carry a message's text -----------------------------------------
+# -- the hot path: the two lines that carry a message's text ------------------------------------------
 # Every message is written twice (an event and a response item). Rather than build two Structs and
 # JSON-escape the text twice, render.py escapes it once and splices it into these templates. The
 # templates are cut out of the Structs' own encoding at import time, so the Structs stay the schema.
 
 _MARK = "\x00text\x00"
 _EPOCH = "1970-01-01T00:00:00.000Z"
+_HEAD = b'{"timestamp":"'
 
 
 class TextTemplate(msgspec.Struct, frozen=True):
@@ -219,17 +220,29 @@ class TextTemplate(msgspec.Struct, frozen=True):
     @classmethod
     def of(cls, kind: str, payload: _Payload) -> TextTemplate:
         line, mark = encode(0, kind, payload), encode_json(_MARK)
-        head = b'{"timestamp":"' + _EPOCH.encode()
+        head = _HEAD + _EPOCH.encode()
         assert line.startswith(head) and line.count(mark) == 1, line
         middle, end = line[len(head):].split(mark)
         return cls(middle, end)
 
-    def line(self, timestamp: bytes, text_json: bytes) -> bytes:
+
+class MessageLines(msgspec.Struct, frozen=True):
+    """The two lines of one message, its event then its response item, as pieces for the caller to join
+    with the rest of its lines (one join per rendered chunk rather than one per line)."""
+
+    event: TextTemplate
+    item: TextTemplate
+
+    def pieces(self, timestamp: bytes, text_json: bytes) -> tuple[bytes, ...]:
         """`timestamp`: `iso_ms(...).encode()`; `text_json`: `encode_json(text)`."""
-        return b"".join((b'{"timestamp":"', timestamp, self.middle, text_json, self.end))
+        event, item = self.event, self.item
+        return (_HEAD, timestamp, event.middle, text_json, event.end,
+                _HEAD, timestamp, item.middle, text_json, item.end)
 
 
 USER_EVENT = TextTemplate.of("event_msg", UserMessage(message=_MARK))
 USER_ITEM = TextTemplate.of("response_item", MessageItem(role="user", content=(InputText(_MARK),)))
 AGENT_EVENT = TextTemplate.of("event_msg", AgentMessage(message=_MARK, phase=None, memory_citation=None))
 AGENT_ITEM = TextTemplate.of("response_item", MessageItem(role="assistant", content=(OutputText(_MARK),)))
+USER_LINES = MessageLines(USER_EVENT, USER_ITEM)
+AGENT_LINES = MessageLines(AGENT_EVENT, AGENT_ITEM)

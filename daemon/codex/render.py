@@ -53,43 +53,47 @@ def _agent(text: str) -> L.AgentMessage:
 
 
 def render(state: ThreadState, messages: Iterable[Message]) -> tuple[bytes, ThreadState]:
-    """Fold messages into body lines. `state` is not modified; the new state is returned."""
+    """Fold messages into body lines. `state` is not modified; the new state is returned.
+
+    The hot loop of every import: the counters live in locals until the end, a message's two text lines
+    go into `out` as pieces (one join at the end, not one per line), and a timestamp repeated from the
+    message before is not formatted again."""
     s = msgspec.structs.replace(state)
     out: list[bytes] = []
-    enc = L.encode
+    enc, encode_json, user_lines, agent_lines = L.encode, L.encode_json, L.USER_LINES, L.AGENT_LINES
     stamp_of = L.Stamper()
+    turns, clock_ms, text_bytes = s.turns, s.clock_ms, s.text_bytes
+    stamped_ms, stamp = -1, b""
     for m in messages:
         text = message_text(m.parts)
         if text is None:
             continue  # nothing in it is shown (only reasoning, blank text)
-        role = "assistant" if m.role == "user" and only_tool_results(m.parts) else m.role
-        s.last_ts_ms = m.ts_ms
-        if m.ts_ms is not None:
-            s.clock_ms = max(s.clock_ms, m.ts_ms)
-        t = s.clock_ms
-        if role == "user":
-            if s.turns:
-                out.append(enc(t, "event_msg", L.TaskComplete(
-                    turn_id=f"{TURN_PREFIX}{s.turns}", last_agent_message=None, started_at=s.open_started)))
-            s.turns += 1
-            s.open_started = _secs(m.ts_ms)
-            s.text_bytes += utf8_len(text)
+        ts_ms = m.ts_ms
+        s.last_ts_ms = ts_ms
+        if ts_ms is not None and ts_ms > clock_ms:
+            clock_ms = ts_ms
+        if clock_ms != stamped_ms:
+            stamped_ms, stamp = clock_ms, stamp_of(clock_ms)
+        if m.role == "user" and not only_tool_results(m.parts):
+            if turns:
+                out.append(enc(clock_ms, "event_msg", L.TaskComplete(
+                    turn_id=f"{TURN_PREFIX}{turns}", last_agent_message=None, started_at=s.open_started)))
+            turns += 1
+            s.open_started = _secs(ts_ms)
+            text_bytes += utf8_len(text)
             s.saw_user = True
             if not s.titles.settled(s.fallback_title):
                 s.titles = s.titles.observe(text)
                 s.fallback_title = s.titles.best()
-            out.append(enc(t, "event_msg", L.TaskStarted(
-                turn_id=f"{TURN_PREFIX}{s.turns}", started_at=s.open_started, model_context_window=None,
+            out.append(enc(clock_ms, "event_msg", L.TaskStarted(
+                turn_id=f"{TURN_PREFIX}{turns}", started_at=s.open_started, model_context_window=None,
                 collaboration_mode_kind="default")))
-            stamp, body_json = stamp_of(t), L.encode_json(text)
-            out.append(L.USER_EVENT.line(stamp, body_json))
-            out.append(L.USER_ITEM.line(stamp, body_json))
-        elif s.turns:
-            s.text_bytes += utf8_len(text)
-            s.token_bytes = s.text_bytes
-            stamp, body_json = stamp_of(t), L.encode_json(text)
-            out.append(L.AGENT_EVENT.line(stamp, body_json))
-            out.append(L.AGENT_ITEM.line(stamp, body_json))
+            out += user_lines.pieces(stamp, encode_json(text))
+        elif turns:
+            text_bytes += utf8_len(text)
+            s.token_bytes = text_bytes
+            out += agent_lines.pieces(stamp, encode_json(text))
+    s.turns, s.clock_ms, s.text_bytes = turns, clock_ms, text_bytes
     return b"".join(out), s
 
 

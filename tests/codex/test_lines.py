@@ -27,12 +27,12 @@ def test_stamper_equals_iso_ms_in_any_order(values: list[int]) -> None:
 
 
 @given(st.text(), MS)
-def test_text_templates_equal_struct_encoding(text: str, ms: int) -> None:
+def test_message_lines_equal_struct_encoding(text: str, ms: int) -> None:
+    """The spliced pieces of a message's two lines are byte for byte what encoding their Structs gives."""
     stamp, body = L.iso_ms(ms).encode(), L.encode_json(text)
-    assert L.USER_EVENT.line(stamp, body) == L.encode(ms, "event_msg", L.UserMessage(message=text))
-    assert L.USER_ITEM.line(stamp, body) == L.encode(
+    assert b"".join(L.USER_LINES.pieces(stamp, body)) == L.encode(
+        ms, "event_msg", L.UserMessage(message=text)) + L.encode(
         ms, "response_item", L.MessageItem(role="user", content=(L.InputText(text),)))
-    assert L.AGENT_EVENT.line(stamp, body) == L.encode(
-        ms, "event_msg", L.AgentMessage(message=text, phase=None, memory_citation=None))
-    assert L.AGENT_ITEM.line(stamp, body) == L.encode(
+    assert b"".join(L.AGENT_LINES.pieces(stamp, body)) == L.encode(
+        ms, "event_msg", L.AgentMessage(message=text, phase=None, memory_citation=None)) + L.encode(
         ms, "response_item", L.MessageItem(role="assistant", content=(L.OutputText(text),)))
