@@ -8,6 +8,7 @@ imported for real, so the second `import` is the true no-op (every stat matches 
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -108,17 +109,19 @@ def test_status_imports_only_what_it_needs(tree: Tree) -> None:
     assert _heavy(modules, NOT_IN_IMPORT) == []
 
 
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommand parsers of `parser`, by name."""
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices  # noqa: SLF001
+
+
 @pytest.mark.parametrize("columns", ["50", "200"])
 def test_help_is_what_argparse_would_print(monkeypatch: pytest.MonkeyPatch, columns: str) -> None:
     """The formatter that avoids importing shutil wraps help exactly as argparse's own does."""
-    import argparse
-
     from daemon.cli import build_parser
 
     monkeypatch.setenv("COLUMNS", columns)
     parser = build_parser()
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
-    for p in [parser, *subparsers.choices.values()]:
+    for p in [parser, *_commands(parser).values()]:
         ours = p.format_help()
         p.formatter_class = argparse.HelpFormatter
         assert ours == p.format_help()
@@ -132,19 +135,13 @@ def test_help_is_what_argparse_would_print(monkeypatch: pytest.MonkeyPatch, colu
 def test_the_one_command_parser_parses_as_the_whole_one(argv: list[str]) -> None:
     """`main` builds only the invoked command; what it parses is what the whole parser would, and its
     help is the whole parser's help for that command."""
-    import argparse
-
-    from daemon.cli import build_parser
+    from daemon.cli import _COMMANDS, build_parser
 
     one, whole = build_parser(argv[0]), build_parser()
     assert one.parse_args(argv) == whole.parse_args(argv)
-
-    def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices  # noqa: SLF001
-
-    assert list(commands(one)) == [argv[0]]
-    assert commands(one)[argv[0]].format_help() == commands(whole)[argv[0]].format_help()
-    assert len(commands(whole)) == 7
+    assert list(_commands(one)) == [argv[0]]
+    assert _commands(one)[argv[0]].format_help() == _commands(whole)[argv[0]].format_help()
+    assert list(_commands(whole)) == list(_COMMANDS)
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["imprt"]])
