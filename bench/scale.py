@@ -189,7 +189,7 @@ def main() -> int:
     if codex:
         log("(a) Codex importer ...")
         c = ivc.run_codex(tree, runs / "codex", n, codex)
-        shutil.rmtree(runs / "codex", ignore_errors=True)
+        ivc.discard(runs / "codex")
         result.update(codex_s=round(c["s"], 3), codex_startup_s=round(c["startup_s"], 3),
                       codex_detect_s=round(c["detect_s"], 3), codex_import_s=round(c["import_s"], 3),
                       codex_e2e_s=round(c["e2e_s"], 3), codex_cpu_s=round(c["cpu_s"], 2),
