@@ -55,21 +55,21 @@ def _agent(text: str) -> L.AgentMessage:
 def render(state: ThreadState, messages: Iterable[Message]) -> tuple[bytes, ThreadState]:
     """Fold messages into body lines. `state` is not modified; the new state is returned.
 
-    The hot loop of every import: the counters live in locals until the end, a message's two text lines
-    go into `out` as pieces (one join at the end, not one per line), and a timestamp repeated from the
-    message before is not formatted again."""
+    The hot loop of every import: what changes with every message lives in locals until the end, a
+    message's two text lines go into `out` as pieces (one join at the end, not one per line), and a
+    timestamp repeated from the message before is not formatted again."""
     s = msgspec.structs.replace(state)
     out: list[bytes] = []
     enc, encode_json, user_lines, agent_lines = L.encode, L.encode_json, L.USER_LINES, L.AGENT_LINES
     stamp_of = L.Stamper()
-    turns, clock_ms, text_bytes = s.turns, s.clock_ms, s.text_bytes
+    turns, clock_ms, last_ts_ms = s.turns, s.clock_ms, s.last_ts_ms
+    text_bytes, token_bytes = s.text_bytes, s.token_bytes
     stamped_ms, stamp = -1, b""
     for m in messages:
         text = message_text(m.parts)
         if text is None:
             continue  # nothing in it is shown (only reasoning, blank text)
-        ts_ms = m.ts_ms
-        s.last_ts_ms = ts_ms
+        last_ts_ms = ts_ms = m.ts_ms
         if ts_ms is not None and ts_ms > clock_ms:
             clock_ms = ts_ms
         if clock_ms != stamped_ms:
@@ -91,9 +91,10 @@ def render(state: ThreadState, messages: Iterable[Message]) -> tuple[bytes, Thre
             out += user_lines.pieces(stamp, encode_json(text))
         elif turns:
             text_bytes += utf8_len(text)
-            s.token_bytes = text_bytes
+            token_bytes = text_bytes
             out += agent_lines.pieces(stamp, encode_json(text))
-    s.turns, s.clock_ms, s.text_bytes = turns, clock_ms, text_bytes
+    s.turns, s.clock_ms, s.last_ts_ms = turns, clock_ms, last_ts_ms
+    s.text_bytes, s.token_bytes = text_bytes, token_bytes
     return b"".join(out), s
 
 
