@@ -12,7 +12,8 @@ The points, in the order one session's sync passes them: `fold` (read and folded
 intent or reserved start is committed, nothing written yet), `store.written` / `store.before_rename` /
 `store.renamed` / `store.dir_synced` (a whole rollout: written, fsynced, renamed into place, its folder
 fsynced), `append.written` / `append.truncated` / `append.synced` (an append over our closing lines),
-then in the process that owns the ledger `before_commit` / `after_commit`.
+then in the process that owns the ledger `before_commit` / `after_commit`; and, apart from these,
+`codex_ledger.before_install` (a merged Codex import ledger checked unchanged, about to go in place).
 
 Owns nothing else; the points themselves sit where the work is (engine, store, record).
 """

@@ -138,6 +138,14 @@ def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "daemon", *args]
 
 
+def is_stopped(pid: int) -> bool:
+    """Whether the process is stopped (SIGSTOP, e.g. by a `stop` fault point)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+    except OSError:
+        return False
+
+
 def run_import(tree: Tree, *args: str, check: bool = True, timeout: float = 120) -> dict[str, Any]:
     """`session-syncd import --json ARGS` as a subprocess; return its summary."""
     proc = subprocess.run(cli_command("import", "--json", *args), env=tree.env(), cwd=tree.root,

@@ -16,6 +16,7 @@ It knows nothing about sessions or our own ledger (mirror.py decides what a reco
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import secrets
@@ -27,12 +28,16 @@ from typing import Any
 
 import msgspec
 
+from daemon import faults
 from daemon.codex.store import write_fix
 
 FILE_NAME = "external_agent_session_imports.json"
 #: How long to wait before the one retry of a read that does not parse (Codex's `fs::write` truncates,
 #: then writes; a few ms is plenty for a file of a few hundred KiB).
 RETRY_DELAY_S = 0.05
+#: How many RETRY_DELAY_S waits for Codex to finish a write it began in the file we just replaced (it
+#: truncated it, its write has not landed): a second under load, and only when that race happened.
+ORPHAN_WAITS = 20
 #: Rounds of read-merge-write when the file keeps changing under us before we give up for this pass.
 MAX_ROUNDS = 8
 #: … and after we displaced a write of Codex's, whose records then exist only in our merge.
@@ -310,7 +315,8 @@ def _write_replacing(path: Path, data: bytes, expected: bytes | None) -> bytes |
 
     Returns _CHANGED when it changed before the rename (nothing written), else the bytes the replaced
     file held just after the rename (a Codex write racing ours shows up there; `expected` when there
-    was no file). The file keeps its mode; a new one is 0600, like every file we create (Codex reads it as the same user).
+    was no file: then it goes in place only if none appeared meanwhile, see _create). The file keeps
+    its mode; a new one is 0600, like every file we create (Codex reads it as the same user).
     """
     tmp = path.with_name(f".{path.name}.session-syncd-{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
@@ -335,7 +341,11 @@ def _write_replacing(path: Path, data: bytes, expected: bytes | None) -> bytes |
             if _read_bytes(path) != expected:
                 os.unlink(tmp)
                 return _CHANGED
-            os.rename(tmp, path)
+            faults.point("codex_ledger.before_install", path)
+            if old_fd is not None:
+                os.rename(tmp, path)
+            elif not _create(tmp, path):
+                return _CHANGED
         except OSError as exc:
             try:
                 os.unlink(tmp)
@@ -346,13 +356,39 @@ def _write_replacing(path: Path, data: bytes, expected: bytes | None) -> bytes |
         if old_fd is None:
             return expected
         orphan = _pread_all(old_fd)
-        if orphan != expected and _parse_orphan(orphan) is None:
+        waited = 0
+        while orphan != expected and _parse_orphan(orphan) is None and waited < ORPHAN_WAITS:
             time.sleep(RETRY_DELAY_S)  # caught between Codex's truncate and its write: let it finish
+            waited += 1
             orphan = _pread_all(old_fd)
         return orphan
     finally:
         if old_fd is not None:
             os.close(old_fd)
+
+
+def _create(tmp: Path, path: Path) -> bool:
+    """Put `tmp` in place as `path` only if there is still no file there; False (tmp removed) if there is.
+
+    A rename would silently replace a file Codex created after our last look, and with it the records
+    Codex wrote there (no old inode is left for us to read them back from). A hard link fails instead
+    (EEXIST), so we merge again. On a file system without hard links we rename, and that small window stays open.
+    """
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        os.unlink(tmp)
+        return False
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        os.rename(tmp, path)
+        return True
+    os.unlink(tmp)
+    return True
+
+
+_NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS})
 
 
 def _pread_all(fd: int) -> bytes:

@@ -11,9 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -23,6 +27,7 @@ from hypothesis import strategies as st
 
 from daemon.codex import codex_ledger, mirror
 from daemon.codex.codex_ledger import CodexLedgerError, ImportRecord
+from support import REPO, is_stopped
 
 # Written by codex-cli 0.169.0 for two sources whose title has é, U+2028, a quote and \x01.
 CODEX_WRITTEN = (
@@ -222,6 +227,67 @@ def codex_like_writer(home: Path, stop: threading.Event, written: list[str]) -> 
             f.write(codex_ledger.encode(raw))
         written.append(tid)
         time.sleep(0.02)  # far more often than Codex (once per import batch and per touched detect)
+
+
+def _upsert_stopped_before_install(home: Path, ours: ImportRecord, while_stopped: Callable[[], None],
+                                   after_continue: Callable[[], None] = lambda: None) -> None:
+    """`upsert(ours)` in a real process that stops (SIGSTOP) once, right before its merged ledger goes in
+    place: Codex's write that lands at that moment is `while_stopped`, the rest of it `after_continue`."""
+    code = ("import sys, msgspec; from pathlib import Path; from daemon.codex import codex_ledger; "
+            "codex_ledger.upsert(Path(sys.argv[1]), msgspec.json.decode(sys.argv[2], type=codex_ledger.ImportRecord))")
+    fired = home.parent / "fired"
+    env = {**os.environ, "SESSION_SYNCD_FAULT": "codex_ledger.before_install:stop",
+           "SESSION_SYNCD_FAULT_ONCE": str(fired)}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(home), msgspec.json.encode(ours).decode()],
+                            cwd=REPO, env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (fired.exists() and is_stopped(proc.pid)):
+            assert proc.poll() is None and time.monotonic() < deadline, "the upsert never reached its install"
+            time.sleep(0.01)
+        while_stopped()
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    after_continue()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+
+
+def _codex_view(*records: ImportRecord) -> bytes:
+    """What Codex's importer writes after loading CODEX_WRITTEN and pushing `records`."""
+    raw = json.loads(CODEX_WRITTEN)
+    raw["records"] += [msgspec.to_builtins(r) for r in records]
+    return codex_ledger.encode(raw)
+
+
+def test_a_ledger_codex_creates_while_we_create_ours_keeps_its_records(home: Path) -> None:
+    """No file when we looked; Codex's fs::write creates one before ours goes in place. A rename would
+    replace it unseen (no old file to read Codex's records back from): we see it and merge again."""
+    codex = record("/codex/first.jsonl", thread="codex-first")
+    _upsert_stopped_before_install(home, record("/ours/a.jsonl", thread="ours-a"),
+                                   lambda: ledger_file(home).write_bytes(_codex_view(codex)))
+    ids = [r.imported_thread_id for r in codex_ledger.read(home).ledger.records]
+    assert sorted(ids) == sorted([*(r.imported_thread_id for r in codex_ledger.parse(CODEX_WRITTEN)[1].records),
+                                  "codex-first", "ours-a"])
+
+
+def test_a_codex_write_slow_to_land_in_the_file_we_replaced_is_waited_for(home: Path) -> None:
+    """Codex truncated the file (its fs::write opened it) just before our rename and writes its view
+    into the old file a while later: we wait for that write and fold its records in."""
+    ledger_file(home).write_bytes(CODEX_WRITTEN)
+    old = ledger_file(home).open("r+b")
+    try:
+        def land_later() -> None:
+            time.sleep(10 * codex_ledger.RETRY_DELAY_S)  # longer than one wait, well under all of them
+            old.write(_codex_view(record("/codex/late.jsonl", thread="codex-late")))
+            old.flush()
+
+        _upsert_stopped_before_install(home, record("/ours/a.jsonl", thread="ours-a"),
+                                       lambda: old.truncate(0), land_later)
+    finally:
+        old.close()
+    ids = {r.imported_thread_id for r in codex_ledger.read(home).ledger.records}
+    assert {"codex-late", "ours-a"} <= ids and len(ids) == 4
 
 
 def test_concurrent_codex_style_writer_loses_nothing_of_codex(home: Path) -> None:

@@ -27,7 +27,7 @@ import pytest
 
 from codex_app_server import CodexAppServer
 from daemon_support import Session
-from support import REPO, Tree, cli_command, ledger_rows, ledger_superseded, log_events, require_codex
+from support import REPO, Tree, cli_command, is_stopped, ledger_rows, ledger_superseded, log_events, require_codex
 
 TAIL_BYTES = 4096  # daemon/codex/store.py
 NO_DAC = ("setpriv", "--bounding-set=-dac_override,-dac_read_search", "--")  # root without its bypass of chmod
@@ -246,13 +246,6 @@ def test_unreadable_source_fails_alone_and_recovers(tree: FaultTree) -> None:
     agree(tree, [a, b, c])
 
 
-def _stopped(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
-    except OSError:
-        return False
-
-
 def _stop_after_reading(tree: FaultTree, src: Src, change) -> dict:
     """Run an import that stops (SIGSTOP) right after reading `src`, `change` the world, continue it."""
     fired = tree.root / "fired"
@@ -262,7 +255,7 @@ def _stop_after_reading(tree: FaultTree, src: Src, change) -> dict:
                             env=tree.env(), cwd=tree.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
-        while not (fired.exists() and _stopped(proc.pid)):
+        while not (fired.exists() and is_stopped(proc.pid)):
             assert proc.poll() is None and time.monotonic() < deadline, "the import never reached the fold point"
             time.sleep(0.01)
         change()
