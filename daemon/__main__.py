@@ -1,5 +1,3 @@
-import sys
+from daemon.cli import run
 
-from daemon.cli import main
-
-sys.exit(main())
+run()

@@ -163,3 +163,37 @@ def test_the_driver_sees_heavy_modules_when_they_are_imported(tree: Tree) -> Non
                            "status"], env=tree.env(), cwd=tree.root, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "trio" in _heavy(_modules(proc), NOT_IN_IMPORT)
+
+
+# -- the quick exit (cli.run skips the interpreter's teardown) ---------------------------------------
+
+def _run_entry(tree: Tree, prelude: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`session-syncd ARGS` through the real entry point (cli.run), after `prelude` ran in that process."""
+    code = f"import sys\n{prelude}\nsys.argv = ['session-syncd', *sys.argv[1:]]\nfrom daemon.cli import run\nrun()\n"
+    return subprocess.run([sys.executable, "-c", code, *args], env=tree.env(), cwd=tree.root,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_quick_exit_runs_exit_handlers_and_flushes_what_they_print(tree: Tree) -> None:
+    """Exit handlers run after the command, and what they (and it) wrote to a pipe arrives whole."""
+    proc = _run_entry(tree, "import atexit\natexit.register(print, 'exit handler ran')", "status", "--json")
+    assert proc.returncode == 0, proc.stderr
+    *report, last = proc.stdout.splitlines()
+    assert json.loads(report[-1])["ledger_exists"] is True and last == "exit handler ran"
+
+
+def test_the_quick_exit_keeps_the_exit_code(tree: Tree) -> None:
+    """A command's own code (2: a config that does not parse) is the process's, its message said whole."""
+    bad = tree.root / "bad.toml"
+    bad.write_text("bad = [")
+    proc = _run_entry(tree, "", "status", "--config", str(bad))
+    assert proc.returncode == 2 and proc.stderr.endswith("fix the syntax\n"), (proc.returncode, proc.stderr)
+
+
+def test_the_quick_exit_waits_for_a_thread_still_running(tree: Tree) -> None:
+    """A thread still running when the command returns is waited for, as the interpreter's exit does."""
+    prelude = ("import threading, time\n"
+               "threading.Thread(target=lambda: (time.sleep(0.3), print('thread finished', flush=True))).start()")
+    proc = _run_entry(tree, prelude, "status")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "thread finished"
