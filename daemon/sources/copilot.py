@@ -530,6 +530,8 @@ class CopilotSource:
         if path.name == EVENTS and path.parent.parent == state_dir and not path.parent.name.startswith("."):
             return Identity(self.kind, path.parent.name, path)
         if path.suffix == ".jsonl" and path.parent == state_dir and not path.name.startswith("."):
+            if (state_dir / path.stem / EVENTS).is_file():
+                return None  # the same session's folder wins, as in discover
             return Identity(self.kind, path.stem, path)
         if path.name == WORKSPACE and path.parent.parent == state_dir and not path.parent.name.startswith("."):
             return Identity(self.kind, path.parent.name, path.parent / EVENTS)  # a rename: its session's title

@@ -467,6 +467,9 @@ def test_discover_both_layouts_once_per_session_id(tmp_path):
     ]
     assert all(i.kind == "copilot" for i in found)
     assert all(SOURCE.identify(root, i.path) == i for i in found)
+    # a write to the flat copy is no second source for the id (the daemon would sync it onto the same
+    # thread in turn with the folder's): identify agrees with discovery, the folder wins
+    assert SOURCE.identify(root, state / f"{SID_BOTH}.jsonl") is None
     assert list(SOURCE.discover(tmp_path / "missing")) == []
     assert SOURCE.version(found[0]).size == found[0].path.stat().st_size
 
