@@ -16,7 +16,7 @@ from daemon.private import make_dirs
 
 def fsync_dir(path: Path) -> None:
     """Make the entries of folder `path` (files created, renamed or removed in it) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:

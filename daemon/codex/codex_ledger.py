@@ -29,6 +29,7 @@ from typing import Any
 import msgspec
 
 from daemon import faults
+from daemon.durable import fsync_dir
 from daemon.codex.store import write_fix
 
 FILE_NAME = "external_agent_session_imports.json"
@@ -352,7 +353,7 @@ def _write_replacing(path: Path, data: bytes, expected: bytes | None) -> bytes |
             except OSError:
                 pass
             raise _write_error(path, exc) from exc
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         if old_fd is None:
             return expected
         orphan = _pread_all(old_fd)
@@ -398,14 +399,6 @@ def _pread_all(fd: int) -> bytes:
         chunks.append(chunk)
         offset += len(chunk)
     return b"".join(chunks)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_error(path: Path, exc: OSError) -> CodexLedgerError:
