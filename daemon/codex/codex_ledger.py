@@ -373,7 +373,7 @@ def _create(tmp: Path, path: Path) -> bool:
 
     A rename would silently replace a file Codex created after our last look, and with it the records
     Codex wrote there (no old inode is left for us to read them back from). A hard link fails instead
-    (EEXIST), so we merge again. On a file system without hard links we rename, and that small window stays open.
+    (EEXIST), so we merge again. On a file system without hard links we rename: that window stays open.
     """
     try:
         os.link(tmp, path)
