@@ -146,6 +146,14 @@ def is_stopped(pid: int) -> bool:
         return False
 
 
+def wait_stopped_at(proc: subprocess.Popen[bytes], fired: Path, point: str, timeout: float = 60) -> None:
+    """Wait until `proc` stopped itself at a `stop` fault point (`fired`: its SESSION_SYNCD_FAULT_ONCE file)."""
+    deadline = time.monotonic() + timeout
+    while not (fired.exists() and is_stopped(proc.pid)):
+        assert proc.poll() is None and time.monotonic() < deadline, f"the process never reached {point}"
+        time.sleep(0.01)
+
+
 def run_import(tree: Tree, *args: str, check: bool = True, timeout: float = 120) -> dict[str, Any]:
     """`session-syncd import --json ARGS` as a subprocess; return its summary."""
     proc = subprocess.run(cli_command("import", "--json", *args), env=tree.env(), cwd=tree.root,

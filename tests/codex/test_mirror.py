@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from daemon.codex import codex_ledger, mirror
 from daemon.codex.codex_ledger import CodexLedgerError, ImportRecord
-from support import REPO, is_stopped
+from support import REPO, wait_stopped_at
 
 # Written by codex-cli 0.169.0 for two sources whose title has é, U+2028, a quote and \x01.
 CODEX_WRITTEN = (
@@ -241,10 +241,7 @@ def _upsert_stopped_before_install(home: Path, ours: ImportRecord, while_stopped
     proc = subprocess.Popen([sys.executable, "-c", code, str(home), msgspec.json.encode(ours).decode()],
                             cwd=REPO, env=env, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while not (fired.exists() and is_stopped(proc.pid)):
-            assert proc.poll() is None and time.monotonic() < deadline, "the upsert never reached its install"
-            time.sleep(0.01)
+        wait_stopped_at(proc, fired, "codex_ledger.before_install")
         while_stopped()
     finally:
         os.kill(proc.pid, signal.SIGCONT)

@@ -27,7 +27,8 @@ import pytest
 
 from codex_app_server import CodexAppServer
 from daemon_support import Session
-from support import REPO, Tree, cli_command, is_stopped, ledger_rows, ledger_superseded, log_events, require_codex
+from support import (REPO, Tree, cli_command, ledger_rows, ledger_superseded, log_events, require_codex,
+                     wait_stopped_at)
 
 TAIL_BYTES = 4096  # daemon/codex/store.py
 NO_DAC = ("setpriv", "--bounding-set=-dac_override,-dac_read_search", "--")  # root without its bypass of chmod
@@ -254,10 +255,7 @@ def _stop_after_reading(tree: FaultTree, src: Src, change) -> dict:
     proc = subprocess.Popen(cli_command("import", "--json", "--executor", "thread", "--workers", "1"),
                             env=tree.env(), cwd=tree.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while not (fired.exists() and is_stopped(proc.pid)):
-            assert proc.poll() is None and time.monotonic() < deadline, "the import never reached the fold point"
-            time.sleep(0.01)
+        wait_stopped_at(proc, fired, "the fold point")
         change()
     finally:
         os.kill(proc.pid, signal.SIGCONT)
