@@ -120,23 +120,33 @@ _FP_VERSION = b"\x02"
 _FP_HEAD = 1 + 32 + 8 + 4  # version, ends digest, ctime_ns, verification cursor; then the block digests
 
 
-def _ends_digest(fd: int, length: int) -> bytes:
+Held = tuple[int, Any]  # (offset, bytes-like): file bytes a read still holds, to take instead of reading them again
+
+
+def _read(fd: int, offset: int, n: int, held: Held | None) -> Any:
+    """Bytes [offset, offset + n) of the file: from `held` when it has them all, else read."""
+    if held is not None and held[0] <= offset and offset + n <= held[0] + len(held[1]):
+        return held[1][offset - held[0]:offset - held[0] + n]
+    return os.pread(fd, n, offset)
+
+
+def _ends_digest(fd: int, length: int, held: Held | None = None) -> bytes:
     """blake3 of the length, the first and the last WINDOW bytes of the first `length` bytes."""
     head_end = min(WINDOW, length)
     tail_start = max(head_end, length - WINDOW)
     hasher = blake3.blake3(length.to_bytes(8, "little"))
-    hasher.update(os.pread(fd, head_end, 0))
-    hasher.update(os.pread(fd, length - tail_start, tail_start))
+    hasher.update(_read(fd, 0, head_end, held))
+    hasher.update(_read(fd, tail_start, length - tail_start, held))
     return hasher.digest()
 
 
-def _block_digest(fd: int, index: int, length: int) -> bytes:
+def _block_digest(fd: int, index: int, length: int, held: Held | None = None) -> bytes:
     start = index * BLOCK
-    return blake3.blake3(os.pread(fd, min(BLOCK, length - start), start)).digest(16)
+    return blake3.blake3(_read(fd, start, min(BLOCK, length - start), held)).digest(16)
 
 
 def prefix_fingerprint(fd: int, length: int, *, ctime_ns: int | None = None, cursor: int = 0,
-                       blocks: bytes = b"") -> bytes:
+                       blocks: bytes = b"", held: Held | None = None) -> bytes:
     """What the ledger keeps (`prefix_hash`) about the first `length` bytes of a log file, to tell
     "only appended" from "rewritten" without reading what we already folded:
 
@@ -149,15 +159,17 @@ def prefix_fingerprint(fd: int, length: int, *, ctime_ns: int | None = None, cur
       size (`cp -p`, rsync) still moves the ctime, so an equal stat with another ctime is read again;
     - the cursor: the next block `_prefix_intact` checks.
 
-    `blocks`: the digests of leading full blocks already known, not read again — computed while the fold
-    read them (`_Hashes.block_digests`), or kept from the fingerprint of a shorter prefix of this file
-    that was just checked (`_known_blocks`: extending it over appended bytes reads only those and one
-    block, O(new bytes))."""
+    `blocks`: the digests of leading blocks of the first `length` bytes already known, not read again —
+    computed while the fold read them (`_Hashes.block_digests`), or kept from the fingerprint of a
+    shorter prefix of this file that was just checked (`_known_blocks`: extending it over appended bytes
+    reads only those and one block, O(new bytes)). `held`: bytes the caller still holds (the end of a
+    whole read), taken instead of reading them again."""
     if ctime_ns is None:
         ctime_ns = os.fstat(fd).st_ctime_ns
-    kept = blocks[:(length // BLOCK) * 16]
-    digests = [kept] + [_block_digest(fd, i, length) for i in range(len(kept) // 16, -(-length // BLOCK))]
-    return b"".join([_FP_VERSION, _ends_digest(fd, length), ctime_ns.to_bytes(8, "little", signed=True),
+    count = -(-length // BLOCK)
+    kept = blocks[:count * 16]
+    digests = [kept] + [_block_digest(fd, i, length, held) for i in range(len(kept) // 16, count)]
+    return b"".join([_FP_VERSION, _ends_digest(fd, length, held), ctime_ns.to_bytes(8, "little", signed=True),
                      cursor.to_bytes(4, "little"), *digests])
 
 
@@ -203,14 +215,22 @@ def _prefix_intact(fd: int, fingerprint: bytes, length: int, budget: int) -> int
 
 
 class _Hashes(msgspec.Struct):
-    """What is computed over the bytes while the fold reads them, so each byte is read once: the content
-    hash (fed from `start`; chained for an append), and for a read from byte 0 the block digests of the
-    prefix fingerprint and, when the mirror wants it (`Job.sha256`), Codex's sha256 of the whole file."""
+    """What is computed over the bytes while the fold reads them, so each byte is read once and hashed
+    once: the content hash, and for a read from byte 0 the block digests of the prefix fingerprint and,
+    when the mirror wants it (`Job.sha256`), Codex's sha256 of the whole file.
+
+    The content hash of a read from byte 0 is a tree, as blake3 is inside: each full BLOCK's 32-byte
+    blake3 (whose first 16 bytes are its fingerprint digest) goes into a hash of the digests, closed by
+    the last partial block's digest and the length (`digest`). An append chains instead: blake3(the
+    previous hash ‖ the bytes added), fed from `start`. Either is only ever compared with the hash of
+    the same session's last reading (equal: the bytes did not change)."""
 
     content: blake3.blake3
     start: int = 0
     sha256: Any = None  # a hashlib sha256, fed only on a read from byte 0
-    blocks: list[bytes] | None = None  # 16-byte digests of the full BLOCKs from byte 0, in order
+    blocks: list[bytes] | None = None  # a read from byte 0: the 16-byte digests of its full BLOCKs, in order
+    tail: Any = b""  # ... and the bytes after them (a view into the last chunk read)
+    tail_digest: bytes = b""  # blake3 of `tail`, once asked for
     fed: int = 0  # the end of what was fed
 
     @classmethod
@@ -218,36 +238,73 @@ class _Hashes(msgspec.Struct):
         return cls(blake3.blake3(), 0, hashlib.sha256() if sha256 else None, [])
 
     def feed(self, chunk: bytes, pos: int) -> None:
-        """`chunk` holds bytes [pos, pos + len(chunk)) of the file."""
+        """`chunk` holds bytes [pos, pos + len(chunk)) of the file, read after bytes [0, pos) for a read
+        from byte 0; the bytes before `self.fed` are not fed again."""
         end = pos + len(chunk)
         if end <= self.fed:
             return
-        from_ = max(self.start, self.fed, pos)
-        view = memoryview(chunk)
-        if end > from_:
-            self.content.update(view[from_ - pos:])
-            if self.sha256 is not None:
-                if from_ == self.fed:
-                    self.sha256.update(view[from_ - pos:])
-                else:  # a gap (the read did not start at byte 0): no whole-file sha256
-                    self.sha256 = None
-        blocks = self.blocks
-        if blocks is not None:
-            at = len(blocks) * BLOCK
-            if at < pos:  # a gap: the remaining digests are read by prefix_fingerprint
-                self.blocks = None
-            else:
-                while at + BLOCK <= end:
-                    blocks.append(blake3.blake3(view[at - pos:at - pos + BLOCK]).digest(16))
-                    at += BLOCK
-        self.fed = end
+        if self.blocks is None:  # an append: the chain takes the bytes after `start`
+            self.content.update(memoryview(chunk)[max(self.start, self.fed, pos) - pos:])
+            self.fed = end
+            return
+        assert pos <= self.fed, "a read from byte 0 is fed in order"
+        view = memoryview(chunk)[self.fed - pos:]
+        if self.sha256 is not None:
+            self.sha256.update(view)
+        if self.tail:  # the chunk before did not end on a block boundary (a short read): complete that block
+            need = BLOCK - len(self.tail)
+            pending = self.tail if type(self.tail) is bytearray else bytearray(self.tail)
+            pending += view[:need]
+            view = view[need:]
+            if len(pending) < BLOCK:
+                self.tail, self.tail_digest, self.fed = pending, b"", end
+                return
+            self._block(pending)
+        full = len(view) - len(view) % BLOCK
+        for at in range(0, full, BLOCK):
+            self._block(view[at:at + BLOCK])
+        self.tail, self.tail_digest, self.fed = view[full:], b"", end
 
-    def block_digests(self) -> bytes:
-        return b"".join(self.blocks) if self.blocks else b""
+    def _block(self, data: Any) -> None:
+        digest = blake3.blake3(data).digest()
+        assert self.blocks is not None
+        self.blocks.append(digest[:16])
+        self.content.update(digest)
+
+    def _tail32(self) -> bytes:
+        if not self.tail_digest:
+            self.tail_digest = blake3.blake3(self.tail).digest()
+        return self.tail_digest
+
+    def digest(self) -> bytes:
+        if self.blocks is None:
+            return self.content.digest()
+        tree = self.content.copy()
+        tree.update(self._tail32())
+        tree.update(self.fed.to_bytes(8, "little"))
+        return tree.digest()
+
+    def block_digests(self, length: int) -> bytes:
+        """The digests of the leading blocks of the file's first `length` bytes this read computed: its
+        full blocks within them, and the partial last one when `length` is where the read ended."""
+        blocks = self.blocks or []
+        full = min(len(blocks), length // BLOCK)
+        known = blocks[:full]
+        if full == len(blocks) and length == self.fed and self.tail:
+            known.append(self._tail32()[:16])  # blake3's digest(16) is the first 16 bytes of digest()
+        return b"".join(known)
+
+    def held(self) -> Held:
+        """The bytes this read still holds (after its last full block), for `prefix_fingerprint`."""
+        return (self.fed - len(self.tail), self.tail)
 
     def sha256_of(self, size: int) -> str | None:
         """The hex sha256 of the file's first `size` bytes, when every one of them was fed."""
         return self.sha256.hexdigest() if self.sha256 is not None and self.fed == size else None
+
+    def fingerprint(self, fd: int, length: int, ctime_ns: int | None = None) -> bytes:
+        """`prefix_fingerprint` of a read from byte 0, from what it computed and holds."""
+        return prefix_fingerprint(fd, length, ctime_ns=ctime_ns, blocks=self.block_digests(length), held=self.held())
 
 
 def _fold_file(fd: int, size: int, start: FoldState, kind: str, ctx: ParseContext, hashes: _Hashes,
@@ -398,8 +455,8 @@ def _adopt(job: Job) -> Row | None:
             hashes = _Hashes.whole()
             _, state = _fold_file(fd, end, state, ident.kind, ParseContext(mtime_ms=st.st_mtime_ns // 1_000_000),
                                   hashes, job.max_line)
-            consumed, content_hash = state.offset, hashes.content.digest()
-            prefix_hash = prefix_fingerprint(fd, consumed, blocks=hashes.block_digests())
+            consumed, content_hash = state.offset, hashes.digest()
+            prefix_hash = hashes.fingerprint(fd, consumed)
         finally:
             os.close(fd)
     else:
@@ -470,10 +527,9 @@ def _read_log(job: Job, out: Outcome) -> _Read | None:
             prefix_hash = prefix_fingerprint(fd, state.offset, ctime_ns=st.st_ctime_ns, cursor=cursor,
                                              blocks=_known_blocks(row.prefix_hash, row.consumed))
         else:
-            prefix_hash = prefix_fingerprint(fd, state.offset, ctime_ns=st.st_ctime_ns,
-                                             blocks=hashes.block_digests())
+            prefix_hash = hashes.fingerprint(fd, state.offset, st.st_ctime_ns)
             out.sha256 = hashes.sha256_of(size)
-        content_hash = hashes.content.digest()
+        content_hash = hashes.digest()
         out.bytes_read = size - start.offset
         out.malformed = (state.source.malformed - start.source.malformed
                          + state.long_lines - start.long_lines)
@@ -754,13 +810,13 @@ def _refold(job: Job, ctx: ParseContext, new: Row) -> tuple[list[bytes], FoldSta
         st = os.fstat(fd)
         hashes = _Hashes.whole()
         parts, state = _fold_file(fd, st.st_size, new_fold_state(ident.kind), ident.kind, ctx, hashes, job.max_line)
-        prefix = prefix_fingerprint(fd, state.offset, blocks=hashes.block_digests())
+        prefix = hashes.fingerprint(fd, state.offset)
     finally:
         os.close(fd)
     if state.source.start_ms is None:
         state.source.start_ms = new.fold_state.source.start_ms or _reserve_start(job, ctx.mtime_ms)
     new.size, new.mtime_ns, new.inode = _stat_key(st)
-    new.content_hash, new.prefix_hash, new.consumed, new.fold_state = hashes.content.digest(), prefix, state.offset, state
+    new.content_hash, new.prefix_hash, new.consumed, new.fold_state = hashes.digest(), prefix, state.offset, state
     return parts, state
 
 

@@ -170,7 +170,9 @@ def test_session_without_timestamps_keeps_its_thread_across_a_crash(tmp_path: Pa
 
 @pytest.mark.parametrize("chunk", [64, 4096, 300_000])
 def test_chunked_reading_gives_the_same_thread(env, tmp_path: Path, monkeypatch, chunk: int) -> None:
-    """Lines longer than a chunk, lines cut by chunk ends, the tail re-read: same bytes, same hash."""
+    """Lines longer than a chunk, lines cut by chunk ends, the tail re-read: same bytes, same hash (the
+    content hash of a whole read: blake3 over each full block's blake3, the last partial block's and the
+    length)."""
     import blake3
 
     from daemon import engine
@@ -182,19 +184,30 @@ def test_chunked_reading_gives_the_same_thread(env, tmp_path: Path, monkeypatch,
     ident = SOURCES["claude"].identify(src.parent.parent, src)
     out = sync_session(Job(ident, None, tmp_path / "codex-chunked", tmp_path / "other.sqlite3"))
     assert Path(out.row.rollout_path).read_bytes() == rollout
-    assert out.row.content_hash == blake3.blake3(src.read_bytes()).digest() == whole.row.content_hash
+    data, block = src.read_bytes(), engine.BLOCK
+    assert len(data) > block  # full blocks and a partial one
+    full = len(data) // block * block
+    tree = blake3.blake3(b"".join(blake3.blake3(data[at:at + block]).digest() for at in range(0, full, block)))
+    tree.update(blake3.blake3(data[full:]).digest() + len(data).to_bytes(8, "little"))
+    assert out.row.content_hash == tree.digest() == whole.row.content_hash
 
 
+@pytest.mark.parametrize("unfinished", [False, True])
 @pytest.mark.parametrize("chunk", [64, 300_000, 8 << 20])
 def test_the_fold_pass_gives_the_fingerprint_and_sha256_a_second_read_would(env, tmp_path: Path, monkeypatch,
-                                                                           chunk: int) -> None:
-    """Block digests and Codex's sha256 come from the bytes the fold read (each byte read once): equal to
-    what reading the file again gives, whatever the chunking (chunks smaller than a block, not aligned)."""
+                                                                           chunk: int, unfinished: bool) -> None:
+    """Block digests, the ends and Codex's sha256 come from the bytes the fold read (each byte read once):
+    equal to what reading the file again gives, whatever the chunking (chunks smaller than a block, not
+    aligned), and when the file ends in a line still being written (the fingerprint covers less than was
+    read)."""
     import hashlib
 
     from daemon import engine
 
     src, _cwd, _sync = env
+    if unfinished:
+        with src.open("ab") as f:
+            f.write(b'{"type": "user", "message": {"content": "half a li')
     monkeypatch.setattr(engine, "CHUNK", chunk)
     ident = SOURCES["claude"].identify(src.parent.parent, src)
     out = sync_session(Job(ident, None, tmp_path / "codex-pass", tmp_path / "pass.sqlite3", sha256=True))
@@ -204,6 +217,7 @@ def test_the_fold_pass_gives_the_fingerprint_and_sha256_a_second_read_would(env,
     finally:
         os.close(fd)
     assert len(again) > engine._FP_HEAD + 32  # several blocks
+    assert (out.row.consumed < src.stat().st_size) is unfinished
     assert out.row.prefix_hash == again
     assert out.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
     assert sync_session(Job(ident, None, tmp_path / "codex-nosha", tmp_path / "nosha.sqlite3")).sha256 is None
