@@ -18,7 +18,7 @@ import msgspec
 
 from daemon.config import Config, child_sessions, expand
 from daemon.sources import SOURCES, Identity, Source, Version
-from daemon.sources.base import sessions
+from daemon.sources.base import OneFile, sessions, version_of
 
 
 class Root(msgspec.Struct, frozen=True):
@@ -58,12 +58,15 @@ def discover(cfg: Config, env: Mapping[str, str], now: float | None = None) -> t
                 warnings.append(f"{root.source.kind} folder {root.path} does not exist; fix the path in the config "
                                 f"or the --{root.source.kind}-root flag")
             continue
+        one_file = isinstance(root.source, OneFile)
         try:
             for ident in sessions(root.source, root.path, children=root.children):
-                if _through_symlink(root.path, ident.path, linked):
+                through, st = _through_symlink(root.path, ident.path, linked)
+                if through:
                     continue  # the roots are what the user gave us: a link inside one is not followed
                 try:
-                    found.append(Found(ident, root.source.version(ident)))
+                    found.append(Found(ident, version_of(st) if one_file and st is not None
+                                       else root.source.version(ident)))
                 except OSError as exc:
                     warnings.append(f"cannot stat {ident.path}: {exc.strerror}; check its permissions")
                 except Exception as exc:  # noqa: BLE001 — a plug-in's store it cannot read (a corrupt DB)
@@ -83,16 +86,18 @@ def discover(cfg: Config, env: Mapping[str, str], now: float | None = None) -> t
     return found, warnings
 
 
-def _through_symlink(root: Path, path: Path, linked: dict[str, bool]) -> bool:
+def _through_symlink(root: Path, path: Path, linked: dict[str, bool]) -> tuple[bool, os.stat_result | None]:
     """Whether `path` (below `root`) is a symlink or lies in a symlinked folder below `root` (a root
-    that is itself a link is followed: the user named it). One lstat per folder, cached, and per file;
-    plain strings, not pathlib (this runs for every session of every run, most of a no-change run)."""
+    that is itself a link is followed: the user named it), and the file's lstat (None: it cannot be
+    taken). One lstat per folder, cached, and per file; plain strings, not pathlib (this runs for every
+    session of every run, most of a no-change run)."""
     name = str(path)
     try:
-        if stat.S_ISLNK(os.lstat(name).st_mode):
-            return True
+        st = os.lstat(name)
     except OSError:
-        return False
+        return False, None
+    if stat.S_ISLNK(st.st_mode):
+        return True, st
     top = str(root)
     folder = os.path.dirname(name)
     chain = []
@@ -103,7 +108,7 @@ def _through_symlink(root: Path, path: Path, linked: dict[str, bool]) -> bool:
     for f in reversed(chain):
         verdict = verdict or os.path.islink(f)
         linked[f] = verdict
-    return verdict
+    return verdict, st
 
 
 class Triage(msgspec.Struct):

@@ -18,8 +18,7 @@ from typing import Any, Literal
 import msgspec
 
 from daemon.codex.text import trim
-from daemon.sources.base import (Identity, ParseContext, SourceState, Version, WatchSpec, project_dirs, record_ts_ms,
-                                 stat_version)
+from daemon.sources.base import (Identity, OneFile, ParseContext, SourceState, WatchSpec, project_dirs, record_ts_ms)
 from daemon.codex.notes import shows_anything
 from daemon.sources.blocks import ConversationRecord, DayStamps, content_parts, read_record, unwrap_user_query
 from daemon.transcript import Message, Text, plain_text
@@ -40,7 +39,7 @@ def _title(value: object) -> str | None:
     return (trim(value) or None) if isinstance(value, str) else None
 
 
-class ClaudeSource:
+class ClaudeSource(OneFile):
     kind = "claude"
     label = "Claude Code"
     shape: Literal["log"] = "log"
@@ -73,9 +72,6 @@ class ClaudeSource:
         if path.suffix != ".jsonl" or path.name.startswith("agent-") or path.parent.parent != root:
             return None
         return Identity(self.kind, path.stem, path)
-
-    def version(self, ident: Identity) -> Version:
-        return stat_version(ident.path)
 
     def fallback_cwd(self, ident: Identity) -> str | None:
         return None  # every conversation record carries its cwd

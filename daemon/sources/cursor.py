@@ -19,8 +19,8 @@ from typing import Any, Literal
 import msgspec
 
 from daemon.codex.text import trim
-from daemon.sources.base import (Identity, ParseContext, SourceState, Version, WatchSpec, project_dirs, record_ts_ms,
-                                 rfc3339_ms, stat_version)
+from daemon.sources.base import (Identity, OneFile, ParseContext, SourceState, WatchSpec, project_dirs, record_ts_ms,
+                                 rfc3339_ms)
 from daemon.codex.notes import message_text, shows_anything
 from daemon.sources.blocks import ConversationRecord, content_parts, read_record
 from daemon.transcript import Message, Text, only_tool_results
@@ -100,7 +100,7 @@ def _segments(parts: list[str]) -> list[str]:
     return out
 
 
-class CursorSource:
+class CursorSource(OneFile):
     kind = "cursor"
     label = "Cursor"
     shape: Literal["log"] = "log"
@@ -128,9 +128,6 @@ class CursorSource:
         if path.suffix != ".jsonl" or len(rel) < 3 or rel[1] != "agent-transcripts" or "subagents" in rel:
             return None
         return Identity(self.kind, path.stem, path)
-
-    def version(self, ident: Identity) -> Version:
-        return stat_version(ident.path)
 
     def fallback_cwd(self, ident: Identity) -> str | None:
         """Decode `<root>/<encoded cwd>/agent-transcripts/…` (root = `<home>/.cursor/projects`)."""

@@ -52,8 +52,8 @@ import msgspec
 
 from daemon.codex.notes import compact_json, shows_anything
 from daemon.codex.text import trim
-from daemon.sources.base import (Identity, ParseContext, Snapshot, SourceState, Version, WatchSpec, project_dirs,
-                                 rfc3339_ms, stat_version)
+from daemon.sources.base import (Identity, OneFile, ParseContext, Snapshot, SourceState, WatchSpec, project_dirs,
+                                 rfc3339_ms)
 from daemon.transcript import (Image, Message, Part, Reasoning, Role, Text, ToolCall, ToolResult, Unsupported,
                                only_tool_results)
 
@@ -373,7 +373,7 @@ def _expand(value: str, home: Path) -> Path:
     return Path(os.path.abspath(value))
 
 
-class QwenSource:
+class QwenSource(OneFile):
     kind = "qwen"
     label = "Qwen Code"
     shape: Literal["snapshot"] = "snapshot"
@@ -408,9 +408,6 @@ class QwenSource:
         if chats.name != "chats" or chats.parent.parent != root:
             return None
         return Identity(self.kind, path.name[: -len(".jsonl")], path)
-
-    def version(self, ident: Identity) -> Version:
-        return stat_version(ident.path)
 
     def fallback_cwd(self, ident: Identity) -> str | None:
         return None  # every record carries its cwd; the folder name (non-alphanumerics → "-") is lossy
