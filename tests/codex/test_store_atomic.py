@@ -46,3 +46,13 @@ def test_replacing_keeps_nothing_of_a_longer_old_temp_file(tmp_path: Path) -> No
     for body in (b"x" * 10_000 + b"\n", b"short\n"):
         store.write_atomic(path, [body])
         assert path.read_bytes() == body
+
+
+def test_a_rollout_of_more_pieces_than_one_write_takes_is_whole(tmp_path: Path) -> None:
+    """More pieces than IOV_MAX (one pwritev), empty ones among them: every byte in order, and the tail
+    hash returned (computed from the pieces, not read back) is the file's."""
+    path = tmp_path / "rollout-many.jsonl"
+    pieces = [b"" if i % 7 == 0 else f"line {i} ".encode() * (i % 5 + 1) + b"\n" for i in range(3 * store._IOV_MAX)]
+    size, digest = store.write_atomic(path, pieces)
+    assert path.read_bytes() == b"".join(pieces) and size == len(b"".join(pieces))
+    assert digest == store.tail_hash(path, size)
