@@ -13,6 +13,7 @@ import configparser
 import functools
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from daemon.codex.lines import GitInfo
@@ -52,9 +53,25 @@ def _signature(path: str) -> tuple[int, int, int] | None:
     return st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def _find_git_dirs(cwd: Path) -> tuple[str, str] | None:
+def _folders_up(cwd: str) -> Iterator[str]:
+    """`cwd` and each folder above it, as plain strings (pathlib's `parents` made a Path for each level:
+    ~0.1 ms of every session's sync); a relative cwd keeps pathlib's rules."""
+    if not cwd.startswith("/"):
+        path = Path(cwd)
+        yield from map(str, (path, *path.parents))
+        return
+    folder = cwd.rstrip("/") or "/"
+    while True:
+        yield folder
+        above = os.path.dirname(folder)
+        if above == folder:
+            return
+        folder = above
+
+
+def _find_git_dirs(cwd: str) -> tuple[str, str] | None:
     """(git dir, common dir) of the repository containing `cwd`."""
-    for d in (cwd, *cwd.parents):
+    for d in _folders_up(cwd):
         dot = os.path.join(d, ".git")
         try:
             mode = os.stat(dot).st_mode
@@ -122,7 +139,7 @@ def _origin_url(common: str) -> str | None:
 
 
 def git_info(cwd: str, recorded_branch: str | None = None) -> GitInfo | None:
-    dirs = _find_git_dirs(Path(cwd))
+    dirs = _find_git_dirs(cwd)
     if dirs is None:
         return None
     git_dir, common = dirs
