@@ -8,6 +8,7 @@ Python and the GIL would cap threads at one core; see bench/), threads otherwise
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import sys
 import time
@@ -22,8 +23,6 @@ from daemon.ledger import Ledger
 from daemon.private import check_codex_home
 
 if TYPE_CHECKING:  # imported where used: an import with nothing to sync needs neither (start-up time)
-    import concurrent.futures as cf
-
     from daemon.codex.mirror import MirrorQueue
     from daemon.engine import Job, Outcome
 
@@ -46,64 +45,41 @@ class Summary(msgspec.Struct, kw_only=True):
     errors: list[str] = []
 
 
-def _run_jobs(make: Callable[[], cf.Executor], jobs: list[Job], window: int) -> Iterator[list[Outcome]]:
+def _run_in_threads(workers: int, jobs: list[Job], window: int) -> Iterator[list[Outcome]]:
     """Yield outcomes as they complete (those that completed together in one list, so that they are
-    committed in one transaction), with at most `window` jobs submitted at once.
-
-    A worker process that dies (OOM killer, SIGKILL) breaks its pool: the rest go on in a new pool, and
-    each session that was in flight on the broken one is tried once more there; a session caught in a
-    second break fails (the next run retries it)."""
+    committed in one transaction), with at most `window` jobs submitted at once."""
     import concurrent.futures as cf
 
-    from daemon.engine import Outcome, sync_session
+    from daemon.engine import sync_session
 
-    executors = [make()]  # the last one is current; the others broke
-    pending: dict[cf.Future[Outcome], tuple[Job, cf.Executor]] = {}
-    retried: set[int] = set()  # jobs already resubmitted after a break (by id)
-
-    def submit(job: Job) -> None:
-        try:
-            pending[executors[-1].submit(sync_session, job)] = (job, executors[-1])
-        except cf.BrokenExecutor:
-            replace(executors[-1])
-            pending[executors[-1].submit(sync_session, job)] = (job, executors[-1])
-
-    def replace(broken: cf.Executor) -> None:
-        if broken is executors[-1]:
-            broken.shutdown(wait=False, cancel_futures=True)
-            executors.append(make())
-
-    try:
+    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync") as executor:
         it = iter(jobs)
-        for job in it:
-            submit(job)
-            if len(pending) >= window:
-                break
+        pending = {executor.submit(sync_session, job) for job in itertools.islice(it, window)}
         while pending:
-            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-            batch = []
-            for fut in done:
-                job, ran_on = pending.pop(fut)
-                try:
-                    batch.append(fut.result())
-                except cf.BrokenExecutor:
-                    replace(ran_on)
-                    if id(job) not in retried:
-                        retried.add(id(job))
-                        submit(job)
-                        continue
-                    ident = job.ident
-                    batch.append(Outcome(kind="failed", source=ident.kind, path=str(ident.path),
-                                         session_id=ident.session_id,
-                                         message=f"{ident.path}: its worker process died; run import again to retry it"))
-                nxt = next(it, None)
-                if nxt is not None:
-                    submit(nxt)
-            if batch:
-                yield batch
-    finally:
-        for executor in executors:
-            executor.shutdown(wait=True, cancel_futures=True)
+            done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for job in itertools.islice(it, len(done)):
+                pending.add(executor.submit(sync_session, job))
+            yield [fut.result() for fut in done]
+
+
+def _worker_died(job: Job) -> Outcome:
+    """The outcome of a session whose worker process died twice while syncing it (run_in_processes)."""
+    from daemon.engine import Outcome
+
+    ident = job.ident
+    return Outcome(kind="failed", source=ident.kind, path=str(ident.path), session_id=ident.session_id,
+                   message=f"{ident.path}: its worker process died; run import again to retry it")
+
+
+def _run_jobs(workers: int, mode: str, total_bytes: int, jobs: list[Job]) -> Iterator[list[Outcome]]:
+    """Outcomes in batches of those that completed together: in worker processes when there is enough to
+    read to pay for them (a worker that dies is replaced and its sessions tried once more), else threads."""
+    from daemon.engine import sync_session
+    from daemon.pool import run_in_processes, use_processes
+
+    if use_processes(workers, mode, total_bytes):
+        return run_in_processes(sync_session, jobs, workers, lost=_worker_died)
+    return _run_in_threads(workers, jobs, window=workers * 2)
 
 
 class Progress:
@@ -163,7 +139,6 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
             from daemon.codex.store import StoreError
             from daemon.engine import Job
             from daemon.record import commit_failed, record_all
-            from daemon.pool import make_executor
         # stats() lists every row, so a session it does not know has none: no query per new session
         keys = [(f.ident.kind, f.ident.session_id) for f in todo]
         folders: dict[str, str] = {}  # codex_ledger.canonical's memo, shared with the mirror
@@ -181,7 +156,7 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
 
                 mirror = MirrorQueue(paths.codex_home, interval_s=MIRROR_INTERVAL_S, folders=folders)
                 summary.errors.extend(mirror.queue_missing(ledger.threads()))
-            for batch in _run_jobs(lambda: make_executor(workers, executor_mode, total), jobs, window=workers * 2):
+            for batch in _run_jobs(workers, executor_mode, total, jobs):
                 try:
                     record_all(ledger, batch, log(), mirror)
                 except (sqlite3.Error, StoreError) as exc:  # the threads are durable; the next run adopts them

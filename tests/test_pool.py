@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import gc
+import multiprocessing
 import os
+import signal
+import threading
+from pathlib import Path
 
-from daemon.pool import PROCESS_POOL_MIN_BYTES, WORKER_GC_THRESHOLD, make_executor
+from daemon.pool import (PROCESS_POOL_MIN_BYTES, SEND_AHEAD_MAX_BYTES, WORKER_GC_THRESHOLD, make_executor,
+                         run_in_processes)
 
 
 def _worker_facts() -> tuple[int, int, int]:
@@ -30,3 +35,85 @@ def test_a_worker_process_collects_garbage_rarely_and_never_walks_what_it_inheri
     assert threshold == WORKER_GC_THRESHOLD
     assert frozen > 0  # the parent's objects (modules, the registry) are out of the worker's collections
     assert gc.get_threshold()[0] != WORKER_GC_THRESHOLD
+
+
+# -- run_in_processes: the pool `import` feeds through one pipe per worker ---------------------------
+
+def _facts(_: int) -> tuple[int, int, int]:
+    return _worker_facts()
+
+
+def _square(job: int) -> tuple[int, int]:
+    return job, job * job
+
+
+def _die_once(job: tuple[int, str]) -> int:
+    """Job (n, marker): the first worker to take job 3 kills itself mid-job, as the OOM killer would."""
+    n, marker = job
+    if n == 3:
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            os.kill(os.getpid(), signal.SIGKILL)
+        except FileExistsError:
+            pass
+    return n
+
+
+def _die_always(job: int) -> int:
+    if job == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return job
+
+
+def _echo(job: bytes) -> bytes:
+    return job
+
+
+def _lost(job: object) -> str:
+    return f"lost {job!r}"
+
+
+def _flatten(batches: object) -> list:
+    return [r for batch in batches for r in batch]
+
+
+def test_every_job_comes_back_once_from_worker_processes_set_up_like_the_pool() -> None:
+    results = _flatten(run_in_processes(_square, list(range(40)), 3, _lost))
+    assert sorted(results) == [(n, n * n) for n in range(40)]
+    (pid, threshold, frozen), = _flatten(run_in_processes(_facts, [0], 2, _lost))
+    assert pid != os.getpid() and threshold == WORKER_GC_THRESHOLD and frozen > 0
+    assert multiprocessing.active_children() == []  # every worker was stopped and reaped
+
+
+def test_a_dead_worker_is_replaced_and_what_it_held_is_tried_once_more(tmp_path: Path) -> None:
+    marker = str(tmp_path / "fired")
+    results = _flatten(run_in_processes(_die_once, [(n, marker) for n in range(12)], 2, _lost))
+    assert Path(marker).exists()  # a worker really died holding job 3
+    assert sorted(results) == list(range(12))
+
+
+def test_a_job_that_kills_every_worker_is_lost_and_the_others_complete() -> None:
+    results = _flatten(run_in_processes(_die_always, list(range(8)), 2, _lost))
+    assert sorted(r for r in results if isinstance(r, int)) == [0, 1, 3, 4, 5, 6, 7]
+    assert [r for r in results if isinstance(r, str)] == ["lost 2"]
+    assert multiprocessing.active_children() == []
+
+
+def test_large_jobs_and_results_never_deadlock_the_pipes() -> None:
+    """A job bigger than a pipe's buffer is never sent ahead of a running one: the worker would block
+    sending its large result while the parent blocks sending it the next large job."""
+    jobs = [bytes([n]) * (SEND_AHEAD_MAX_BYTES * 16) for n in range(6)]
+    out: list = []
+    runner = threading.Thread(target=lambda: out.extend(_flatten(run_in_processes(_echo, jobs, 2, _lost))),
+                              daemon=True)
+    runner.start()
+    runner.join(120)
+    assert not runner.is_alive(), "the pool deadlocked on large jobs and results"
+    assert sorted(out) == sorted(jobs)
+
+
+def test_leaving_early_stops_the_workers_at_once() -> None:
+    batches = run_in_processes(_square, list(range(100)), 2, _lost)
+    next(batches)
+    batches.close()
+    assert multiprocessing.active_children() == []
