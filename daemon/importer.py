@@ -52,7 +52,8 @@ def _run_in_threads(workers: int, jobs: list[Job], window: int) -> Iterator[list
 
     from daemon.engine import sync_session
 
-    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync") as executor:
+    executor = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync")
+    try:
         it = iter(jobs)
         pending = {executor.submit(sync_session, job) for job in itertools.islice(it, window)}
         while pending:
@@ -60,6 +61,8 @@ def _run_in_threads(workers: int, jobs: list[Job], window: int) -> Iterator[list
             for job in itertools.islice(it, len(done)):
                 pending.add(executor.submit(sync_session, job))
             yield [fut.result() for fut in done]
+    finally:  # left early (Ctrl-C): what has not started never starts
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _worker_died(job: Job) -> Outcome:

@@ -146,14 +146,14 @@ def run_in_processes(fn: Callable[[J], R], jobs: list[J], workers: int, lost: Ca
                     data = pickle.dumps(queue[0], pickle.HIGHEST_PROTOCOL)
                     if w.held and len(data) > SEND_AHEAD_MAX_BYTES:
                         break
+                    w.held.append(queue.popleft())
                     try:
                         w.conn.send_bytes(data)
-                    except OSError:
+                    except OSError:  # it died: the job counts as held, so no job outlives two deaths
                         bury(w)
                         break
-                    w.held.append(queue.popleft())
             busy = [w for w in pool if w.held]
-            if not busy and not batch:
+            if not busy and not batch and not queue:
                 finished = True
                 return
             ready = wait([w.conn for w in busy], timeout=0 if batch else None) if busy else []
