@@ -51,8 +51,9 @@ def _run_in_threads(workers: int, jobs: list[Job], window: int) -> Iterator[list
     import concurrent.futures as cf
 
     from daemon.engine import sync_session
+    from daemon.pool import make_executor
 
-    executor = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync")
+    executor = make_executor(workers, "thread", 0)
     try:
         it = iter(jobs)
         pending = {executor.submit(sync_session, job) for job in itertools.islice(it, window)}
