@@ -71,11 +71,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="TOML config file (default: $XDG_CONFIG_HOME/session-syncd/config.toml)")
     p.add_argument("--codex-home", help="Codex home to write threads into (default: $CODEX_HOME or ~/.codex)")
     p.add_argument("--state-dir", help="where the ledger and logs live (default: $XDG_STATE_HOME/session-syncd)")
-    from daemon.sources import SOURCES  # the registry: one --<kind>-root flag per agent
+    from daemon.sources import PLUGINS  # the registry: one --<kind>-root flag per agent
 
-    for kind, source in SOURCES.items():
+    for kind, plugin in PLUGINS.items():
         p.add_argument(f"--{kind}-root", action="append", metavar="DIR",
-                       help=f"{source.label} sessions folder (repeatable; default: the agent's own)")
+                       help=f"{plugin.label} sessions folder (repeatable; default: the agent's own)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
 
 

@@ -75,15 +75,16 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
              "log_level must be one of debug, info, warning, error"),
         ]
         if self.sources:
-            from daemon.sources import SOURCES  # the registry names the agents a config may set up
+            from daemon.sources import SOURCES, label  # the registry names the agents a config may set up
 
             unknown = sorted(set(self.sources) - set(SOURCES))
             checks.append((not unknown, f"unknown source {', '.join(unknown)} in [sources]; known: "
                                         f"{', '.join(SOURCES)}"))
-            with_children = [k for k, s in SOURCES.items() if hasattr(s, "discover_children")]
             for kind, sc in sorted(self.sources.items()):
-                if sc.child_sessions and kind in SOURCES and kind not in with_children:
-                    checks.append((False, f"child_sessions in [sources.{kind}]: {SOURCES[kind].label} keeps no "
+                # asked of the plug-ins the switch is set for (the others stay unloaded), all of them when it errs
+                if sc.child_sessions and kind in SOURCES and not hasattr(SOURCES[kind], "discover_children"):
+                    with_children = [k for k, s in SOURCES.items() if hasattr(s, "discover_children")]
+                    checks.append((False, f"child_sessions in [sources.{kind}]: {label(kind)} keeps no "
                                           f"child sessions; it applies to {', '.join(with_children)}"))
         for ok, message in checks:
             if not ok:

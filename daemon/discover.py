@@ -17,15 +17,20 @@ from pathlib import Path
 import msgspec
 
 from daemon.config import Config, child_sessions, expand
-from daemon.sources import SOURCES, Identity, Source, Version
+from daemon.sources import SOURCES, Identity, Source, Version, default_roots, label
 from daemon.sources.base import OneFile, sessions, version_of
 
 
 class Root(msgspec.Struct, frozen=True):
-    source: Source
+    kind: str
     path: Path
     explicit: bool  # named by the user: its absence is worth a warning
     children: bool = False  # `child_sessions = true`: the agent's child sessions are listed too
+
+    @property
+    def source(self) -> Source:
+        """The plug-in, loaded on first use: a root that does not exist never loads it."""
+        return SOURCES[self.kind]
 
 
 class Found(msgspec.Struct, frozen=True):
@@ -35,15 +40,15 @@ class Found(msgspec.Struct, frozen=True):
 
 def roots(cfg: Config, env: Mapping[str, str]) -> list[Root]:
     out = []
-    for kind, source in SOURCES.items():
+    for kind in SOURCES:
         sc = cfg.sources.get(kind)
         if sc is not None and not sc.enabled:
             continue
         children = child_sessions(cfg, kind)
         if sc is not None and sc.roots:
-            out.extend(Root(source, expand(r, env).absolute(), True, children) for r in sc.roots)
+            out.extend(Root(kind, expand(r, env).absolute(), True, children) for r in sc.roots)
         else:
-            out.extend(Root(source, p.absolute(), False, children) for p in source.default_roots(env))
+            out.extend(Root(kind, p.absolute(), False, children) for p in default_roots(kind, env))
     return out
 
 
@@ -55,8 +60,8 @@ def discover(cfg: Config, env: Mapping[str, str], now: float | None = None) -> t
         linked: dict[str, bool] = {}  # folder → whether it, or a folder above it in the root, is a symlink
         if not (root.path.is_dir() or root.path.is_file()):  # a file root: a database named by the user
             if root.explicit:
-                warnings.append(f"{root.source.kind} folder {root.path} does not exist; fix the path in the config "
-                                f"or the --{root.source.kind}-root flag")
+                warnings.append(f"{root.kind} folder {root.path} does not exist; fix the path in the config "
+                                f"or the --{root.kind}-root flag")
             continue
         one_file = isinstance(root.source, OneFile)
         try:
@@ -72,7 +77,7 @@ def discover(cfg: Config, env: Mapping[str, str], now: float | None = None) -> t
                 except Exception as exc:  # noqa: BLE001 — a plug-in's store it cannot read (a corrupt DB)
                     warnings.append(f"cannot read {ident.path} ({type(exc).__name__}: {exc}); it is skipped")
         except Exception as exc:  # noqa: BLE001 — one source's tree must not stop discovery of the others
-            warnings.append(f"cannot list {root.source.label} sessions under {root.path} "
+            warnings.append(f"cannot list {label(root.kind)} sessions under {root.path} "
                             f"({type(exc).__name__}: {exc}); check the folder")
     found.sort(key=lambda f: (-f.version.mtime_ns, str(f.ident.path)))
     # One session, one entry: copies of a session id (two roots, a moved folder left behind) keep the newest.

@@ -118,7 +118,7 @@ def check_roots(cfg: Config, env: Mapping[str, str]) -> tuple[list[Check], list[
         if sc is not None and not sc.enabled:
             checks.append(ok(kind, "disabled in the config"))
     for root in roots(cfg, env):
-        kind, path = root.source.kind, root.path
+        kind, path = root.kind, root.path
         config_fix = f"fix `roots` under [sources.{kind}] in the config, or the --{kind}-root flag"
         if not path.exists():
             if root.explicit:

@@ -260,8 +260,8 @@ def collect(cfg: Config, paths: Paths, env: Mapping[str, str], now: float | None
     # The agents this machine has (a root that exists, or one the user named; others appear once they have
     # rows); with none at all, every enabled agent, so the report says what is looked for.
     enabled = roots(cfg, env)
-    kinds = dict.fromkeys(r.source.kind for r in enabled if r.explicit or r.path.is_dir()) or \
-        dict.fromkeys(r.source.kind for r in enabled)
+    kinds = dict.fromkeys(r.kind for r in enabled if r.explicit or r.path.is_dir()) or \
+        dict.fromkeys(r.kind for r in enabled)
     return build(kinds=kinds, seen=seen, entries=entries, failures=failures, info=info, live=live,
                  now=time.time() if now is None else now, paths=paths, ledger_exists=exists, warnings=warnings)
 

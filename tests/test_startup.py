@@ -109,6 +109,32 @@ def test_status_imports_only_what_it_needs(tree: Tree) -> None:
     assert _heavy(modules, NOT_IN_IMPORT) == []
 
 
+def _plugins(modules: set[str]) -> list[str]:
+    from daemon.sources import PLUGINS
+
+    return sorted(kind for kind, plugin in PLUGINS.items() if plugin.module in modules)
+
+
+@pytest.mark.parametrize("command", ["import", "status"])
+def test_the_no_op_paths_load_only_the_plug_ins_of_agents_found(tree: Tree, command: str) -> None:
+    """Each plug-in is loaded on first use: in a home with Claude Code's folder alone, a no-op `import` and
+    `status` load Claude's plug-in and no other; once Gemini CLI's folder appears, Gemini's as well."""
+    assert _plugins(_modules(_run(tree, command, "--json"))) == ["claude"]
+    gemini = tree.home / ".gemini"
+    gemini.mkdir()
+    try:
+        assert _plugins(_modules(_run(tree, command, "--json"))) == ["claude", "gemini"]
+    finally:
+        gemini.rmdir()
+
+
+def test_every_registered_plug_in_is_its_kind() -> None:
+    """The registry's kind for a plug-in is the one the plug-in writes into the identities it makes."""
+    from daemon.sources import PLUGINS, SOURCES
+
+    assert [SOURCES[kind].kind for kind in PLUGINS] == list(PLUGINS)
+
+
 def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     """The subcommand parsers of `parser`, by name."""
     return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices  # noqa: SLF001

@@ -1,7 +1,8 @@
 """The one small interface every agent source implements, and the types it trades in.
 
-A source plug-in knows its agent and nothing else: where its sessions live (`default_roots`,
-`discover`), which changed path belongs to which session (`identify`, pure: it runs on the daemon's
+A source plug-in knows its agent and nothing else: which sessions a folder holds (`discover`; the
+folders an agent uses by default are its registry entry's, daemon/sources/__init__.py, so that they are
+known without loading the plug-in), which changed path belongs to which session (`identify`, pure: it runs on the daemon's
 event loop), what the watcher must see (`watch`), the cwd when the records carry none (`fallback_cwd`),
 and how the agent's records become neutral `Message`s (daemon/transcript.py: text, tool calls and
 results, reasoning, images). It does no Codex rendering, no hashing and no ledger work.
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import ClassVar, Literal, Protocol, TypeVar
@@ -130,13 +131,10 @@ class Incomplete(Exception):
 
 
 class Source(Protocol):
-    kind: str  # short, stable: the ledger, config sections and CLI flags use it (`--<kind>-root`)
-    label: str  # for people: "Claude Code"
+    kind: str  # its key in the registry: the ledger, config sections and CLI flags use it (`--<kind>-root`)
     shape: Literal["log", "snapshot"]
     state_type: ClassVar[type[SourceState]]
     watch: WatchSpec
-
-    def default_roots(self, env: Mapping[str, str]) -> list[Path]: ...
 
     def discover(self, root: Path) -> Iterator[Identity]:
         """Every session under `root` once (copies of one session id are deduplicated here)."""

@@ -56,7 +56,7 @@ types are counted in `state.unknown`; no title is recorded (the thread is named 
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -483,16 +483,10 @@ def _new_copy_exists(copilot_root: Path, session_id: str) -> bool:
 
 class CopilotSource:
     kind = "copilot"
-    label = "GitHub Copilot CLI"
     shape: Literal["log"] = "log"
     state_type = CopilotState
     # `.json`: the legacy files (history-session-state/<id>.json, one folder down); identify() takes no other
     watch = WatchSpec(suffixes=(".jsonl", ".json"), depth=2, names=(WORKSPACE,))
-
-    def default_roots(self, env: Mapping[str, str]) -> list[Path]:
-        base = env.get("COPILOT_HOME")  # replaces the whole root and is not ~-expanded
-        home = Path(env.get("HOME") or Path.home())
-        return [Path(base) if base else home / ".copilot"]
 
     def discover(self, root: Path) -> Iterator[Identity]:
         state_dir = root / STATE_DIR

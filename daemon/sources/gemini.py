@@ -428,15 +428,9 @@ def _is_session_name(name: str) -> bool:
 
 class GeminiSource:
     kind = "gemini"
-    label = "Gemini CLI"
     shape: Literal["snapshot"] = "snapshot"
     state_type = GeminiState
     watch = WatchSpec(suffixes=_SUFFIXES, depth=3)
-
-    def default_roots(self, env: Mapping[str, str]) -> list[Path]:
-        base = env.get("GEMINI_CLI_HOME")
-        home = Path(base) if base else Path(env.get("HOME") or Path.home())
-        return [home / ".gemini"]
 
     def discover(self, root: Path) -> Iterator[Identity]:
         best: dict[str, tuple[tuple[bool, bool, str], Path]] = {}

@@ -45,7 +45,7 @@ import math
 import os
 import re
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -54,12 +54,12 @@ import msgspec
 
 from daemon.codex.notes import compact_json, shows_anything
 from daemon.codex.text import trim
+from daemon.sources import OPENCODE_DB_NAME as DB_NAME, is_opencode_db
 from daemon.sources.base import (Identity, Incomplete, ParseContext, Snapshot, SourceState, Version, WatchSpec,
                                  bounded, read_rewritten, stat_version)
 from daemon.transcript import Image, Message, Part, Reasoning, Text, ToolCall, ToolResult
 
 BUSY_TIMEOUT_S = 2.0
-DB_NAME = "opencode.db"
 _PLACEHOLDER = re.compile(r"(?:new|child) session - ", re.I)
 _HOUSEKEEPING_PARTS = frozenset({"step-start", "step-finish", "snapshot", "patch", "agent", "subtask", "retry",
                                  "compaction"})
@@ -612,15 +612,11 @@ def json_version(storage: Path, session_file: Path) -> Version:
 
 # -- the plug-in ----------------------------------------------------------------------------------
 
-def _is_db_name(name: str) -> bool:
-    return name == DB_NAME or (name.startswith("opencode-") and name.endswith(".db"))
-
-
 def _databases(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
     try:
-        found = [p for p in root.iterdir() if _is_db_name(p.name) and p.is_file()]
+        found = [p for p in root.iterdir() if is_opencode_db(p.name) and p.is_file()]
     except (FileNotFoundError, NotADirectoryError):
         return []
     return sorted(found, key=lambda p: (p.name != DB_NAME, p.name))
@@ -628,32 +624,17 @@ def _databases(root: Path) -> list[Path]:
 
 def _db_of(ident: Identity) -> Path | None:
     db = ident.path.parent
-    return db if _is_db_name(db.name) or ident.path.suffix != ".json" else None
+    return db if is_opencode_db(db.name) or ident.path.suffix != ".json" else None
 
 
 class OpenCodeSource:
     kind = "opencode"
-    label = "OpenCode"
     shape: Literal["snapshot"] = "snapshot"
     state_type = OpenCodeState
     watch = WatchSpec(suffixes=(".json",), depth=4, rescan_names=(DB_NAME, DB_NAME + "-wal"))
 
     def __init__(self) -> None:
         self.unknown_stores: dict[str, str] = {}  # database path → why it was skipped (from discover)
-
-    def default_roots(self, env: Mapping[str, str]) -> list[Path]:
-        xdg = env.get("XDG_DATA_HOME")
-        base = Path(xdg) if xdg else Path(env.get("HOME") or Path.home()) / ".local" / "share"
-        data = base / "opencode"
-        roots = [data]
-        db = env.get("OPENCODE_DB")
-        if db and db != ":memory:":
-            path = Path(db) if os.path.isabs(db) else data / db
-            # a database named like OpenCode's is found in its folder; any other name is a root of its own
-            extra = path.parent if _is_db_name(path.name) else path
-            if extra != data:
-                roots.append(extra)
-        return roots
 
     def discover(self, root: Path) -> Iterator[Identity]:
         """Top-level sessions (not children), each id once: the database's copy wins."""

@@ -44,7 +44,7 @@ import errno
 import os
 import re
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -364,27 +364,11 @@ def parse_session(data: bytes, state: QwenState | None = None) -> tuple[QwenStat
 # ---------------------------------------------------------------- the plug-in (thin file access)
 
 
-def _expand(value: str, home: Path) -> Path:
-    """`~` and `~/x` against HOME, relative paths against our cwd (as Qwen resolves them against its own)."""
-    if value == "~":
-        return home
-    if value.startswith(("~/", "~\\")):
-        return home / value[2:]
-    return Path(os.path.abspath(value))
-
-
 class QwenSource(OneFile):
     kind = "qwen"
-    label = "Qwen Code"
     shape: Literal["snapshot"] = "snapshot"
     state_type = QwenState
     watch = WatchSpec(suffixes=(".jsonl",), depth=3)
-
-    def default_roots(self, env: Mapping[str, str]) -> list[Path]:
-        home = Path(env.get("HOME") or Path.home())
-        runtime = env.get("QWEN_RUNTIME_DIR") or env.get("QWEN_HOME")
-        base = _expand(runtime, home) if runtime else home / ".qwen"
-        return [base / "projects"]
 
     def discover(self, root: Path) -> Iterator[Identity]:
         for project in project_dirs(root):

@@ -83,7 +83,7 @@ def _bad_log_line(kind: str, line: bytes) -> int:
             return 0
         return 1 if line.find(b'{"type":', 1) < 0 else -1  # -1: glued pieces, judged by the split below
     try:
-        (claude._decode if kind == "claude" else cursor._decode)(line)
+        (claude.SOURCE._decode if kind == "claude" else cursor.SOURCE._decode)(line)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return 1
     return 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.sources import default_roots
 from daemon.sources.base import ParseContext, SourceState, record_ts_ms, rfc3339_ms
 from daemon.sources.claude import SOURCE
 from message_view import View as Message, view
@@ -245,9 +246,9 @@ def test_non_ascii_bytes():
 
 
 def test_default_roots():
-    assert SOURCE.default_roots({"HOME": "/h"}) == [Path("/h/.claude/projects")]
-    assert SOURCE.default_roots({"HOME": "/h", "CLAUDE_CONFIG_DIR": "/cfg"}) == [Path("/cfg/projects")]
-    assert SOURCE.default_roots({"HOME": "/h", "CLAUDE_CONFIG_DIR": ""}) == [Path("/h/.claude/projects")]
+    assert default_roots("claude", {"HOME": "/h"}) == [Path("/h/.claude/projects")]
+    assert default_roots("claude", {"HOME": "/h", "CLAUDE_CONFIG_DIR": "/cfg"}) == [Path("/cfg/projects")]
+    assert default_roots("claude", {"HOME": "/h", "CLAUDE_CONFIG_DIR": ""}) == [Path("/h/.claude/projects")]
 
 
 def _touch(p: Path, text: str = "{}\n") -> Path:
@@ -283,7 +284,7 @@ def test_discover_missing_root(tmp_path: Path):
 def test_discover_with_claude_config_dir(tmp_path: Path):
     cfg = tmp_path / "cfg"
     p = _touch(cfg / "projects" / "-x" / "abc.jsonl")
-    [root] = SOURCE.default_roots({"HOME": str(tmp_path / "home"), "CLAUDE_CONFIG_DIR": str(cfg)})
+    [root] = default_roots("claude", {"HOME": str(tmp_path / "home"), "CLAUDE_CONFIG_DIR": str(cfg)})
     assert [i.path for i in SOURCE.discover(root)] == [p]
 
 

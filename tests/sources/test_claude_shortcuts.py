@@ -28,7 +28,7 @@ LONG = 4 * TOOL_RESULT_MAX  # tool results longer than their note shows
 
 def _loose_parse(state: SourceState, line: bytes) -> Message | None:
     """ClaudeSource.parse_line as it reads with the loose record only (the reference)."""
-    rec = read_record(claude._decode, state, line)
+    rec = read_record(claude.SOURCE._decode, state, line)
     if rec is None:
         return None
     if isinstance(rec.gitBranch, str) and rec.gitBranch and rec.gitBranch != "HEAD":

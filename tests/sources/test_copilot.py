@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from daemon.sources import default_roots
 from daemon.sources.base import Identity, Incomplete, ParseContext, shape_of
 from daemon.sources.copilot import (SOURCE, CopilotState, decode_events, legacy_message, line_messages, one_message,
                                     parse_legacy, typed_text, workspace_value)
@@ -443,10 +444,10 @@ def test_fallback_cwd_reads_workspace_yaml(tmp_path):
 
 
 def test_default_roots_honour_copilot_home():
-    assert SOURCE.default_roots({"HOME": "/h"}) == [Path("/h/.copilot")]
-    assert SOURCE.default_roots({"HOME": "/h", "COPILOT_HOME": "/elsewhere"}) == [Path("/elsewhere")]
-    assert SOURCE.default_roots({"HOME": "/h", "COPILOT_HOME": ""}) == [Path("/h/.copilot")]
-    assert SOURCE.default_roots({"HOME": "/h", "COPILOT_HOME": "~/x"}) == [Path("~/x")]  # not ~-expanded
+    assert default_roots("copilot", {"HOME": "/h"}) == [Path("/h/.copilot")]
+    assert default_roots("copilot", {"HOME": "/h", "COPILOT_HOME": "/elsewhere"}) == [Path("/elsewhere")]
+    assert default_roots("copilot", {"HOME": "/h", "COPILOT_HOME": ""}) == [Path("/h/.copilot")]
+    assert default_roots("copilot", {"HOME": "/h", "COPILOT_HOME": "~/x"}) == [Path("~/x")]  # not ~-expanded
 
 
 def test_discover_both_layouts_once_per_session_id(tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.sources import default_roots
 from daemon.sources.base import ParseContext, SourceState
 from daemon.sources.cursor import MAX_PATH_PROBES, SOURCE, decode_project_dir, unwrap_query
 from message_view import View as Message, view
@@ -277,4 +278,4 @@ def test_identify(base: Path):
 
 
 def test_default_roots():
-    assert SOURCE.default_roots({"HOME": "/h"}) == [Path("/h/.cursor/projects")]
+    assert default_roots("cursor", {"HOME": "/h"}) == [Path("/h/.cursor/projects")]

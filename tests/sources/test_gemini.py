@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from daemon.sources import default_roots
 from daemon.sources.base import Incomplete, ParseContext
 from daemon.sources.gemini import SOURCE, parse_session, resolve_cwd, read_registry
 from message_view import View, view
@@ -362,8 +363,8 @@ def test_identify_matches_discover_and_rejects_the_rest(tmp_path):
 
 
 def test_default_roots():
-    assert SOURCE.default_roots({"HOME": "/h"}) == [Path("/h/.gemini")]
-    assert SOURCE.default_roots({"HOME": "/h", "GEMINI_CLI_HOME": "/g"}) == [Path("/g/.gemini")]
+    assert default_roots("gemini", {"HOME": "/h"}) == [Path("/h/.gemini")]
+    assert default_roots("gemini", {"HOME": "/h", "GEMINI_CLI_HOME": "/g"}) == [Path("/g/.gemini")]
     assert SOURCE.watch.wants("session-a.json") and SOURCE.watch.wants("session-a.jsonl")
     assert SOURCE.watch.depth == 3
 

@@ -23,6 +23,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.agents import opencode as gen  # noqa: E402
+from daemon.sources import default_roots  # noqa: E402
 from daemon.sources.base import Identity, Incomplete, ParseContext  # noqa: E402
 from daemon.sources.opencode import (SOURCE, OpenCodeState, connect, detect_schema, is_placeholder_title,  # noqa: E402
                                      read_db_session, tool_parts, v1_messages, v2_messages)
@@ -419,7 +420,7 @@ def test_identify_is_by_path_shape(tmp_path):
     ({"HOME": "/h", "OPENCODE_DB": ":memory:"}, ["/h/.local/share/opencode"]),
 ])
 def test_default_roots(env, expected):
-    assert [str(p) for p in SOURCE.default_roots(env)] == expected
+    assert [str(p) for p in default_roots("opencode", env)] == expected
 
 
 # ---------------------------------------------------------------- versions and a live writer

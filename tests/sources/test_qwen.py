@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from daemon.sources import default_roots
 from daemon.sources.base import ParseContext
 from daemon.sources.qwen import (SOURCE, QwenState, Record, gemini_parts, parse_session, read_records,
                                  visible_branch)
@@ -386,12 +387,12 @@ def test_discover_prefers_the_active_copy(tmp_path):
 
 def test_default_roots():
     home = {"HOME": "/h"}
-    assert SOURCE.default_roots(home) == [Path("/h/.qwen/projects")]
-    assert SOURCE.default_roots({**home, "QWEN_HOME": "/qh"}) == [Path("/qh/projects")]
-    assert SOURCE.default_roots({**home, "QWEN_HOME": "/qh", "QWEN_RUNTIME_DIR": "/rt"}) == [Path("/rt/projects")]
-    assert SOURCE.default_roots({**home, "QWEN_RUNTIME_DIR": "~/run"}) == [Path("/h/run/projects")]
-    assert SOURCE.default_roots({**home, "QWEN_HOME": "~"}) == [Path("/h/projects")]
-    assert SOURCE.default_roots({**home, "QWEN_HOME": ""}) == [Path("/h/.qwen/projects")]
+    assert default_roots("qwen", home) == [Path("/h/.qwen/projects")]
+    assert default_roots("qwen", {**home, "QWEN_HOME": "/qh"}) == [Path("/qh/projects")]
+    assert default_roots("qwen", {**home, "QWEN_HOME": "/qh", "QWEN_RUNTIME_DIR": "/rt"}) == [Path("/rt/projects")]
+    assert default_roots("qwen", {**home, "QWEN_RUNTIME_DIR": "~/run"}) == [Path("/h/run/projects")]
+    assert default_roots("qwen", {**home, "QWEN_HOME": "~"}) == [Path("/h/projects")]
+    assert default_roots("qwen", {**home, "QWEN_HOME": ""}) == [Path("/h/.qwen/projects")]
 
 
 def test_watch_sees_archive_depth():
