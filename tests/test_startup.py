@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -126,6 +127,22 @@ def test_the_no_op_paths_load_only_the_plug_ins_of_agents_found(tree: Tree, comm
         assert _plugins(_modules(_run(tree, command, "--json"))) == ["claude", "gemini"]
     finally:
         gemini.rmdir()
+
+
+def test_argparse_looks_for_translations_only_where_there_can_be_some(tree: Tree, tmp_path: Path) -> None:
+    """argparse's gettext lookups (they import locale) are skipped when its locale folder does not exist,
+    and made as before once a program binds one that does."""
+    import gettext
+
+    has_catalogs = os.path.isdir(gettext.bindtextdomain(gettext.textdomain()))
+    assert ("locale" in _modules(_run(tree, "status", "--json"))) == has_catalogs
+    bound = _DRIVER.replace("from daemon.cli import main",
+                            f"import gettext; gettext.bindtextdomain('messages', {str(tmp_path)!r})\n"
+                            "    from daemon.cli import main")
+    proc = subprocess.run([sys.executable, "-c", bound, "status", "--json"], env=tree.env(), cwd=tree.root,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "locale" in _modules(proc)
 
 
 def test_every_registered_plug_in_is_its_kind() -> None:
