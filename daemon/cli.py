@@ -99,7 +99,7 @@ def _import_args(p: argparse.ArgumentParser) -> None:
                    help="write threads exactly as Codex's own importer does (its session_meta, write-time stamps, "
                         "its titles, the 50 newest sessions of 30 days unless --max-age/--max-sessions say otherwise)")
     p.add_argument("--max-inflight", "--workers", dest="workers", type=int, metavar="N",
-                   help="sessions processed at once (default: cores, at least 2)")
+                   help="sessions processed at once (default: twice the cores, three times for sessions under 1 MiB)")
     p.add_argument("--restore", action="append", metavar="SESSION_ID|all",
                    help="import again a session whose thread you deleted in Codex (or all such sessions)")
     p.add_argument("--executor", choices=("auto", "process", "thread"), default="auto", help=argparse.SUPPRESS)

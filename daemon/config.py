@@ -42,7 +42,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     max_sessions: int | None = None
     # Write what Codex's own importer writes (daemon/codex/compat.py; README lists every difference).
     codex_compatible: bool = False
-    # Sessions synced at once (import and daemon); 0 means the number of cores, at least 2.
+    # Sessions synced at once (import and daemon); 0: twice the cores (three times for small sessions).
     max_inflight: int = 0
     # Daemon timing.
     quiet_ms: int = 750
@@ -62,7 +62,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 
     def __post_init__(self) -> None:
         checks = [
-            (self.max_inflight >= 0, "max_inflight must be >= 0 (0 = twice the number of cores)"),
+            (self.max_inflight >= 0, "max_inflight must be >= 0 (0 = two or three per core)"),
             (self.quiet_ms > 0, "quiet_ms must be > 0"),
             (self.max_wait_ms >= self.quiet_ms, "max_wait_ms must be >= quiet_ms"),
             (self.rescan_interval_s > 0, "rescan_interval_s must be > 0"),
@@ -138,11 +138,20 @@ def resolve_paths(cfg: Config, env: Mapping[str, str]) -> Paths:
     return Paths(home=home, codex_home=codex_home.absolute(), state_dir=state_dir.absolute())
 
 
-def effective_workers(cfg: Config) -> int:
+SMALL_SESSION_BYTES = 1 << 20  # below this average, a session's two fsyncs weigh as much as its fold
+
+
+def effective_workers(cfg: Config, mean_bytes: float | None = None) -> int:
     """Sessions in flight: twice the cores by default, so one session's fsyncs and ledger commit (waits,
     not CPU) overlap another's fold (bench/import_vs_codex.py: as fast as one per core on an idle
-    machine, ~15 % faster on a loaded one or a slow disk)."""
-    return cfg.max_inflight or 2 * max(1, os.cpu_count() or 1)
+    machine, ~15 % faster on a loaded one or a slow disk); three times when the sessions to sync are
+    small on average (`mean_bytes`), as those waits do not shrink with a session's size. 2,000 sessions of
+    84 KB, 2 cores, alternating runs: 4 workers 3.77-4.14 s, 6 workers 3.35-3.71 s; the headline
+    fixture's 50 sessions of 4.8 MB: 4 workers 1.53-1.71 s, 6 workers 1.77-1.86 s."""
+    if cfg.max_inflight:
+        return cfg.max_inflight
+    per_core = 3 if mean_bytes is not None and mean_bytes < SMALL_SESSION_BYTES else 2
+    return per_core * max(1, os.cpu_count() or 1)
 
 
 def child_sessions(cfg: Config, kind: str) -> bool:

@@ -152,7 +152,7 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
                        imported_by_codex.get(str(f.ident.path))) for f, key in zip(todo, keys)]
         total = sum(f.version.size for f in todo)
         progress = Progress(stream, len(jobs), total)
-        workers = max(1, min(effective_workers(cfg), len(jobs)))
+        workers = max(1, min(effective_workers(cfg, total / len(jobs) if jobs else None), len(jobs)))
         if jobs:
             mirror = None
             if cfg.codex_ledger_mirror:

@@ -3,13 +3,14 @@ registry, and the command-line flags that must not drop them."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import pytest
 
 from daemon.cli import build_parser, load_config
-from daemon.config import ConfigError, load
+from daemon.config import Config, ConfigError, load
 from daemon.engine import child_sessions
 
 
@@ -44,3 +45,15 @@ def test_a_root_flag_keeps_the_config_files_child_sessions(tmp_path: Path) -> No
     args = build_parser().parse_args(["import", "--config", str(path), "--opencode-root", str(tmp_path)])
     cfg, _ = load_config(args, {"HOME": str(tmp_path)})
     assert cfg.sources["opencode"].roots == [str(tmp_path)] and cfg.sources["opencode"].child_sessions
+
+
+def test_sessions_in_flight_are_two_per_core_three_for_small_sessions() -> None:
+    """Small sessions wait on their fsyncs as long as large ones do, for less folding: more are in flight."""
+    from daemon.config import SMALL_SESSION_BYTES, effective_workers
+
+    cores = max(1, os.cpu_count() or 1)
+    cfg = Config()
+    assert effective_workers(cfg) == 2 * cores  # the daemon: sizes not known ahead
+    assert effective_workers(cfg, SMALL_SESSION_BYTES) == 2 * cores
+    assert effective_workers(cfg, SMALL_SESSION_BYTES - 1) == 3 * cores
+    assert effective_workers(Config(max_inflight=5), 100) == 5  # the user's number stands
