@@ -145,6 +145,15 @@ def test_argparse_looks_for_translations_only_where_there_can_be_some(tree: Tree
     assert "locale" in _modules(proc)
 
 
+def test_the_config_structs_carry_real_types() -> None:
+    """Every command converts its config; msgspec compiles each string annotation (`from __future__ import
+    annotations`) at that conversion, ~1 ms of a no-op command for these two Structs."""
+    from daemon.config import Config, SourceConfig
+
+    for struct in (Config, SourceConfig):
+        assert not [name for name, kind in struct.__annotations__.items() if isinstance(kind, str)], struct
+
+
 def test_every_registered_plug_in_is_its_kind() -> None:
     """The registry's kind for a plug-in is the one the plug-in writes into the identities it makes."""
     from daemon.sources import PLUGINS, SOURCES
