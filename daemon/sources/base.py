@@ -210,6 +210,13 @@ def read_rewritten(path: Path, parse: Callable[[bytes], T | None], what: str) ->
     return data, value
 
 
+def child_maker(folder: Path) -> Callable[[str], Path]:
+    """`folder / name` for names a listing of `folder` returned, without parsing each name again: pathlib's
+    own listings (`iterdir`, `glob`) make their children so, 2 µs where `/` takes 6 (a no-change run lists
+    every session: ~40 ms of one over 10,000 here). `/` where a Python has no such method."""
+    return getattr(folder, "_make_child_relpath", folder.joinpath)
+
+
 def project_dirs(root: Path) -> list[Path]:
     """The sorted sub-folders of a source root (one per project for Claude Code and Cursor)."""
     try:

@@ -19,7 +19,8 @@ from typing import Any, Literal
 import msgspec
 
 from daemon.codex.text import trim
-from daemon.sources.base import (Identity, OneFile, ParseContext, SourceState, WatchSpec, project_dirs, record_ts_ms)
+from daemon.sources.base import (Identity, OneFile, ParseContext, SourceState, WatchSpec, child_maker, project_dirs,
+                                 record_ts_ms)
 from daemon.codex.notes import shows_anything
 from daemon.sources.blocks import ConversationRecord, DayStamps, content_parts, read_record, unwrap_user_query
 from daemon.transcript import Message, Text, plain_text
@@ -53,14 +54,14 @@ class ClaudeSource(OneFile):
                                      and not e.name.startswith("agent-"))
             except OSError:
                 continue
+            child = child_maker(project)
             for name, entry in entries:
                 try:
                     is_file = entry.is_file()
                 except OSError:
                     continue
-                if is_file:
-                    path = project / name
-                    yield Identity(self.kind, path.stem, path)
+                if is_file:  # the id is the stem: the name less its ".jsonl"
+                    yield Identity(self.kind, name[:-6], child(name))
 
     def identify(self, root: Path, path: Path) -> Identity | None:
         if path.suffix != ".jsonl" or path.name.startswith("agent-") or path.parent.parent != root:

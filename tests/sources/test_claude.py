@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -273,6 +273,27 @@ def test_discover_direct_children_only(tmp_path: Path):
     assert [i.path for i in found] == [a, b, c]
     assert [i.session_id for i in found] == ["s1", "s2", "s3"]
     assert all(i.kind == "claude" and SOURCE.fallback_cwd(i) is None for i in found)
+
+
+def test_discover_and_identify_name_sessions_alike(tmp_path: Path):
+    """Discovery makes its paths and ids without pathlib parsing each name; the daemon's `identify` parses
+    them: for any name, both give the same identity."""
+    root = tmp_path / "projects"
+    paths = [_touch(root / "-w" / name) for name in ("a.b.jsonl", "..jsonl", "x y.jsonl", "ünï.jsonl", "-.jsonl")]
+    found = list(SOURCE.discover(root))
+    assert found == sorted((SOURCE.identify(root, p) for p in paths), key=lambda i: i.path.name)
+    assert all(str(i.path) == str(root / "-w" / i.path.name) and i.path == root / "-w" / i.path.name for i in found)
+
+
+def test_child_maker_makes_what_slash_makes(tmp_path: Path):
+    from daemon.sources.base import child_maker
+
+    for name in ("a", "a.b.jsonl", "..jsonl", " sp ace", "ünï"):
+        made = child_maker(tmp_path)(name)
+        assert (type(made), made, str(made), made.parts) == (type(tmp_path), tmp_path / name, str(tmp_path / name),
+                                                           (tmp_path / name).parts)
+    # without pathlib's listing helper (another Python), the plain join
+    assert child_maker(PurePosixPath("/x"))("y") == PurePosixPath("/x/y")
 
 
 def test_discover_missing_root(tmp_path: Path):
