@@ -64,9 +64,10 @@ def discover(cfg: Config, env: Mapping[str, str], now: float | None = None) -> t
                                 f"or the --{root.kind}-root flag")
             continue
         one_file = isinstance(root.source, OneFile)
+        top = str(root.path)
         try:
             for ident in sessions(root.source, root.path, children=root.children):
-                through, st = _through_symlink(root.path, ident.path, linked)
+                through, st = _through_symlink(top, str(ident.path), linked)
                 if through:
                     continue  # the roots are what the user gave us: a link inside one is not followed
                 try:
@@ -91,20 +92,18 @@ def discover(cfg: Config, env: Mapping[str, str], now: float | None = None) -> t
     return found, warnings
 
 
-def _through_symlink(root: Path, path: Path, linked: dict[str, bool]) -> tuple[bool, os.stat_result | None]:
-    """Whether `path` (below `root`) is a symlink or lies in a symlinked folder below `root` (a root
-    that is itself a link is followed: the user named it), and the file's lstat (None: it cannot be
-    taken). One lstat per folder, cached, and per file; plain strings, not pathlib (this runs for every
+def _through_symlink(top: str, name: str, linked: dict[str, bool]) -> tuple[bool, os.stat_result | None]:
+    """Whether `name` (a path below the root `top`) is a symlink or lies in a symlinked folder below `top`
+    (a root that is itself a link is followed: the user named it), and the file's lstat (None: it cannot
+    be taken). One lstat per folder, cached, and per file; plain strings, not pathlib (this runs for every
     session of every run, most of a no-change run)."""
-    name = str(path)
     try:
         st = os.lstat(name)
     except OSError:
         return False, None
     if stat.S_ISLNK(st.st_mode):
         return True, st
-    top = str(root)
-    folder = os.path.dirname(name)
+    folder = name[:name.rfind(os.sep)] or os.sep  # dirname: a str of a Path has no trailing or double sep
     chain = []
     while folder != top and folder not in linked and folder.startswith(top + os.sep):
         chain.append(folder)
