@@ -92,7 +92,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
                 raise msgspec.ValidationError(message)
 
 
-def _home(env: Mapping[str, str]) -> Path:
+def home_dir(env: Mapping[str, str]) -> Path:
+    """The configured HOME (the process's own when the environment has none)."""
     return Path(env.get("HOME") or os.path.expanduser("~"))
 
 
@@ -100,7 +101,7 @@ def _xdg(env: Mapping[str, str], var: str, fallback: str) -> Path:
     value = env.get(var)
     if value and os.path.isabs(value):
         return Path(value)
-    return _home(env) / fallback
+    return home_dir(env) / fallback
 
 
 def default_config_path(env: Mapping[str, str]) -> Path:
@@ -110,7 +111,7 @@ def default_config_path(env: Mapping[str, str]) -> Path:
 def expand(path: str, env: Mapping[str, str]) -> Path:
     """`~` means the configured HOME, not the process's, so tests with a temp HOME stay hermetic."""
     if path == "~" or path.startswith("~/"):
-        return _home(env) / path[2:]
+        return home_dir(env) / path[2:]
     return Path(path)
 
 
@@ -131,7 +132,7 @@ class Paths(msgspec.Struct, frozen=True):
 
 
 def resolve_paths(cfg: Config, env: Mapping[str, str]) -> Paths:
-    home = _home(env)
+    home = home_dir(env)
     codex_home = expand(cfg.codex_home, env) if cfg.codex_home else (
         Path(env["CODEX_HOME"]) if env.get("CODEX_HOME") else home / ".codex")
     state_dir = expand(cfg.state_dir, env) if cfg.state_dir else (

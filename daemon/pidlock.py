@@ -84,7 +84,6 @@ class AlreadyRunning(Exception):
                          f"stop it first (systemctl --user stop session-syncd{kill})")
 
 
-
 def detect_manager(env: Mapping[str, str]) -> Manager:
     """Who started us, from the variables the managers set: systemd (INVOCATION_ID, NOTIFY_SOCKET) or
     launchd (XPC_SERVICE_NAME; macOS terminals set it to "0" and apps to "application.…", so those

@@ -19,27 +19,24 @@ from pathlib import Path
 
 import msgspec
 
+from daemon.config import home_dir
 from daemon.sources.base import Identity, Incomplete, ParseContext, Snapshot, Source, SourceState, Version, WatchSpec
 
 Env = Mapping[str, str]
 
 
-def _home(env: Env) -> Path:
-    return Path(env.get("HOME") or Path.home())
-
-
 def _claude_roots(env: Env) -> list[Path]:
     base = env.get("CLAUDE_CONFIG_DIR")
-    return [Path(base) / "projects" if base else _home(env) / ".claude" / "projects"]
+    return [Path(base) / "projects" if base else home_dir(env) / ".claude" / "projects"]
 
 
 def _cursor_roots(env: Env) -> list[Path]:
-    return [_home(env) / ".cursor" / "projects"]
+    return [home_dir(env) / ".cursor" / "projects"]
 
 
 def _copilot_roots(env: Env) -> list[Path]:
     base = env.get("COPILOT_HOME")  # replaces the whole root and is not ~-expanded
-    return [Path(base) if base else _home(env) / ".copilot"]
+    return [Path(base) if base else home_dir(env) / ".copilot"]
 
 
 def _expand(value: str, home: Path) -> Path:
@@ -53,12 +50,12 @@ def _expand(value: str, home: Path) -> Path:
 
 def _qwen_roots(env: Env) -> list[Path]:
     runtime = env.get("QWEN_RUNTIME_DIR") or env.get("QWEN_HOME")
-    return [(_expand(runtime, _home(env)) if runtime else _home(env) / ".qwen") / "projects"]
+    return [(_expand(runtime, home_dir(env)) if runtime else home_dir(env) / ".qwen") / "projects"]
 
 
 def _gemini_roots(env: Env) -> list[Path]:
     base = env.get("GEMINI_CLI_HOME")  # replaces HOME, under which Gemini CLI keeps .gemini
-    return [(Path(base) if base else _home(env)) / ".gemini"]
+    return [(Path(base) if base else home_dir(env)) / ".gemini"]
 
 
 OPENCODE_DB_NAME = "opencode.db"
@@ -71,7 +68,7 @@ def is_opencode_db(name: str) -> bool:
 
 def _opencode_roots(env: Env) -> list[Path]:
     xdg = env.get("XDG_DATA_HOME")
-    data = (Path(xdg) if xdg else _home(env) / ".local" / "share") / "opencode"
+    data = (Path(xdg) if xdg else home_dir(env) / ".local" / "share") / "opencode"
     roots = [data]
     db = env.get("OPENCODE_DB")
     if db and db != ":memory:":

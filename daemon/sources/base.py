@@ -2,10 +2,11 @@
 
 A source plug-in knows its agent and nothing else: which sessions a folder holds (`discover`; the
 folders an agent uses by default are its registry entry's, daemon/sources/__init__.py, so that they are
-known without loading the plug-in), which changed path belongs to which session (`identify`, pure: it runs on the daemon's
-event loop), what the watcher must see (`watch`), the cwd when the records carry none (`fallback_cwd`),
-and how the agent's records become neutral `Message`s (daemon/transcript.py: text, tool calls and
-results, reasoning, images). It does no Codex rendering, no hashing and no ledger work.
+known without loading the plug-in), which changed path belongs to which session (`identify`, pure: it
+runs on the daemon's event loop), what the watcher must see (`watch`), the cwd when the records carry
+none (`fallback_cwd`), and how the agent's records become neutral `Message`s (daemon/transcript.py:
+text, tool calls and results, reasoning, images). It does no Codex rendering, no hashing and no ledger
+work.
 
 A session is `Identity(kind, session_id, path)`: `session_id` is the agent's own id, `path` where the
 session lives (the file a log is read from; for a session inside a database, `<db file>/<session id>`).

@@ -35,8 +35,6 @@ class Record(ConversationRecord):
     role: Any = None
 
 
-
-
 def unwrap_query(text: str) -> tuple[str, int | None]:
     """Strip Cursor's leading context blocks and `<user_query>` wrapper; also return its `<timestamp>`."""
     t = trim(text)
