@@ -142,28 +142,27 @@ def iso_ms(ms: int) -> str:
             f".{milli:03d}Z")
 
 
-_MILLIS = tuple(b"%03dZ" % ms for ms in range(1000))
+_TWO_DIGITS = tuple(b"%02d" % n for n in range(60))
+_MILLIS = tuple(b".%03dZ" % ms for ms in range(1000))
 
 
 class Stamper:
-    """`iso_ms` as bytes, remembering the date of the last day and the last second seen: the lines of
-    one rollout mostly share a day, and formatting is most of the cost. One per render call (no shared
-    state)."""
+    """`iso_ms` as bytes, remembering the last hour seen: the lines of one rollout mostly share their
+    hour with the line before, and formatting is most of the cost (a minute changes every few lines).
+    One per render call (no shared state)."""
 
-    __slots__ = ("_day", "_date", "_sec", "_head")
+    __slots__ = ("_hour", "_head")
 
     def __init__(self) -> None:
-        self._day, self._date, self._sec, self._head = -1, "", -1, b""
+        self._hour, self._head = None, b""
 
     def __call__(self, ms: int) -> bytes:
         sec, milli = divmod(ms, 1000)
-        if sec != self._sec:
-            day, rest = divmod(sec, 86400)
-            if day != self._day:
-                self._day, self._date = day, iso_ms(day * 86_400_000)[:11]
-            hours, rest = divmod(rest, 3600)
-            self._sec, self._head = sec, f"{self._date}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}.".encode()
-        return self._head + _MILLIS[milli]
+        hour, sec = divmod(sec, 3600)
+        if hour != self._hour:
+            self._hour, self._head = hour, iso_ms(hour * 3_600_000)[:14].encode()  # YYYY-MM-DDTHH:
+        minute, sec = divmod(sec, 60)
+        return b"".join((self._head, _TWO_DIGITS[minute], b":", _TWO_DIGITS[sec], _MILLIS[milli]))
 
 
 def encode(timestamp_ms: int, kind: str, payload: _Payload | SessionMeta | CodexSessionMeta) -> bytes:
@@ -211,6 +210,13 @@ def is_codex_metadata(data: bytes) -> bool:
 _MARK = "\x00text\x00"
 _EPOCH = "1970-01-01T00:00:00.000Z"
 _HEAD = b'{"timestamp":"'
+_EVENT_MIDDLE = b'","type":"event_msg","payload":'
+
+
+def event_at(stamp: bytes, payload: _Payload) -> bytes:
+    """`encode(ms, "event_msg", payload)` for `stamp = Stamper()(ms)`, the timestamp already formatted
+    (render's turn events: the message lines beside them carry the same stamp)."""
+    return b"".join((_HEAD, stamp, _EVENT_MIDDLE, encode_json(payload), b"}\n"))
 
 
 class TextTemplate(msgspec.Struct, frozen=True):

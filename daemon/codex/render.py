@@ -60,7 +60,7 @@ def render(state: ThreadState, messages: Iterable[Message]) -> tuple[bytes, Thre
     timestamp repeated from the message before is not formatted again."""
     s = msgspec.structs.replace(state)
     out: list[bytes] = []
-    enc, encode_json, user_lines, agent_lines = L.encode, L.encode_json, L.USER_LINES, L.AGENT_LINES
+    event_at, encode_json, user_lines, agent_lines = L.event_at, L.encode_json, L.USER_LINES, L.AGENT_LINES
     stamp_of = L.Stamper()
     turns, clock_ms, last_ts_ms = s.turns, s.clock_ms, s.last_ts_ms
     text_bytes, token_bytes = s.text_bytes, s.token_bytes
@@ -76,7 +76,7 @@ def render(state: ThreadState, messages: Iterable[Message]) -> tuple[bytes, Thre
             stamped_ms, stamp = clock_ms, stamp_of(clock_ms)
         if m.role == "user" and not only_tool_results(m.parts):
             if turns:
-                out.append(enc(clock_ms, "event_msg", L.TaskComplete(
+                out.append(event_at(stamp, L.TaskComplete(
                     turn_id=f"{TURN_PREFIX}{turns}", last_agent_message=None, started_at=s.open_started)))
             turns += 1
             s.open_started = _secs(ts_ms)
@@ -85,7 +85,7 @@ def render(state: ThreadState, messages: Iterable[Message]) -> tuple[bytes, Thre
             if not s.titles.settled(s.fallback_title):
                 s.titles = s.titles.observe(text)
                 s.fallback_title = s.titles.best()
-            out.append(enc(clock_ms, "event_msg", L.TaskStarted(
+            out.append(event_at(stamp, L.TaskStarted(
                 turn_id=f"{TURN_PREFIX}{turns}", started_at=s.open_started, model_context_window=None,
                 collaboration_mode_kind="default")))
             out += user_lines.pieces(stamp, encode_json(text))

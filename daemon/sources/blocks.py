@@ -58,38 +58,48 @@ def read_record(decode: Callable[[bytes], R], state: SourceState, line: bytes) -
     return rec
 
 
-class DayStamps:
+class HourStamps:
     """A plug-in's `record_ts_ms` (`slow`), faster for the canonical `YYYY-MM-DDTHH:MM:SS.mmmZ` every
-    Claude Code line carries: the day is parsed once (by `slow`, so its rules and bounds apply) and the
-    time of day is added. Any other shape, or a day `slow` rejects, goes to `slow` whole. Equal to `slow`
-    for every input: a canonical time of day (ASCII digits, hours < 24, minutes and seconds < 60) never
-    changes whether or where its day parses, and a day within the bounds plus less than 24 h stays
-    within them (9999-12-31 + 23:59:59.999 is the last instant allowed)."""
+    Claude Code line carries: the hour (`YYYY-MM-DDTHH:`) is parsed once, its day by `slow` so its
+    rules and bounds apply, and the minutes and seconds are added (a session's lines mostly share
+    their hour with the line before; a minute changes every few lines). Any other shape, or a day
+    `slow` rejects, goes to `slow` whole. Equal to `slow` for every input: a canonical time of day
+    (ASCII digits, hours < 24, minutes and seconds < 60) never changes whether or where its day parses,
+    and a day within the bounds plus less than 24 h stays within them (9999-12-31 + 23:59:59.999 is
+    the last instant allowed)."""
 
-    __slots__ = ("_slow", "_days")
-    MAX_DAYS = 4096
+    __slots__ = ("_slow", "_hours")
+    MAX_HOURS = 4096
 
     def __init__(self, slow: Callable[[object, object], int | None]) -> None:
-        self._slow, self._days = slow, {}
+        self._slow, self._hours = slow, {}
 
     def __call__(self, timestamp: object, timestamp_ms: object) -> int | None:
         t = timestamp
-        if (type(t) is str and len(t) == 24 and t[23] == "Z" and t[10] == "T" and t[13] == ":" and t[16] == ":"
-                and t[19] == "."):
-            digits = t[11:13] + t[14:16] + t[17:19] + t[20:23]  # HHMMSSmmm
-            if digits.isascii() and digits.isdigit():
-                hours, rest = divmod(int(digits), 10_000_000)
-                minutes, rest = divmod(rest, 100_000)  # rest: SSmmm
-                if hours < 24 and minutes < 60 and rest < 60_000:
-                    day = t[:10]
-                    base = self._days.get(day, -1)
-                    if base == -1:
-                        if len(self._days) >= self.MAX_DAYS:
-                            self._days.clear()
-                        base = self._days[day] = self._slow(day + "T00:00:00.000Z", None)
-                    if base is not None:
-                        return base + hours * 3_600_000 + minutes * 60_000 + rest
+        if type(t) is str and len(t) == 24 and t[16] == ":" and t[19] == "." and t[23] == "Z":
+            base = self._hours.get(t[:14], -1)
+            if base == -1:
+                base = self._hour(t)
+            if base is not None:
+                rest = t[14:16] + t[17:19] + t[20:23]  # MMSSmmm
+                if rest.isascii() and rest.isdigit():
+                    minutes, ms = divmod(int(rest), 100_000)
+                    if minutes < 60 and ms < 60_000:
+                        return base + minutes * 60_000 + ms
         return self._slow(timestamp, timestamp_ms)
+
+    def _hour(self, t: str) -> int | None:
+        """The ms of `t`'s hour, or None when that part is not canonical or its day is rejected."""
+        base = None
+        hh = t[11:13]
+        if t[10] == "T" and t[13] == ":" and hh.isascii() and hh.isdigit() and int(hh) < 24:
+            day = self._slow(t[:10] + "T00:00:00.000Z", None)
+            if day is not None:
+                base = day + int(hh) * 3_600_000
+        if len(self._hours) >= self.MAX_HOURS:
+            self._hours.clear()
+        self._hours[t[:14]] = base
+        return base
 
 
 def tool_call(block: dict) -> ToolCall:

@@ -22,7 +22,7 @@ from daemon.codex.text import trim
 from daemon.sources.base import (Identity, OneFile, ParseContext, SourceState, WatchSpec, child_maker, project_dirs,
                                  record_ts_ms)
 from daemon.codex.notes import shows_anything
-from daemon.sources.blocks import ConversationRecord, DayStamps, content_parts, read_record, unwrap_user_query
+from daemon.sources.blocks import ConversationRecord, HourStamps, content_parts, read_record, unwrap_user_query
 from daemon.transcript import Message, Text, plain_text
 
 
@@ -33,7 +33,7 @@ class Record(ConversationRecord):
     aiTitle: Any = None
 
 
-_ts_ms = DayStamps(record_ts_ms)
+_ts_ms = HourStamps(record_ts_ms)
 
 
 def _title(value: object) -> str | None:

@@ -36,3 +36,14 @@ def test_message_lines_equal_struct_encoding(text: str, ms: int) -> None:
     assert b"".join(L.AGENT_LINES.pieces(stamp, body)) == L.encode(
         ms, "event_msg", L.AgentMessage(message=text, phase=None, memory_citation=None)) + L.encode(
         ms, "response_item", L.MessageItem(role="assistant", content=(L.OutputText(text),)))
+
+
+@given(MS, st.integers(0, 10**6), st.none() | st.integers(-10**12, 10**12))
+def test_event_at_equals_struct_encoding(ms: int, turn: int, started: int | None) -> None:
+    """A turn event spliced after a formatted stamp is byte for byte `encode` of the same event."""
+    stamp = L.Stamper()(ms)
+    for payload in (L.TaskStarted(turn_id=f"t{turn}", started_at=started, model_context_window=None,
+                                  collaboration_mode_kind="default"),
+                    L.TaskComplete(turn_id=f"t{turn}", last_agent_message=None, started_at=started),
+                    L.AgentMessage(message="\x00\"é\n", phase=None, memory_citation=None)):
+        assert L.event_at(stamp, payload) == L.encode(ms, "event_msg", payload)

@@ -1,4 +1,4 @@
-"""The Claude plug-in's shortcuts (blocks.DayStamps: a canonical timestamp's day parsed once) are
+"""The Claude plug-in's shortcuts (blocks.HourStamps: a canonical timestamp's hour parsed once) are
 invisible: for any line, the message text, role, time and the source state (cwd, titles, branch, start,
 malformed count) equal those of the plain reading (`record_ts_ms` on every line), line for line.
 
@@ -18,7 +18,7 @@ from daemon.codex.lines import iso_ms
 from daemon.codex.notes import TOOL_RESULT_MAX, message_text, shows_anything
 from daemon.sources import claude
 from daemon.sources.base import ParseContext, SourceState
-from daemon.sources.blocks import DayStamps, content_parts, read_record, unwrap_user_query
+from daemon.sources.blocks import HourStamps, content_parts, read_record, unwrap_user_query
 from daemon.sources.base import record_ts_ms
 from daemon.transcript import Message, Text, plain_text
 
@@ -165,12 +165,24 @@ def test_any_record_reads_the_same_on_both_paths(recs: list[dict]) -> None:
 @settings(max_examples=500, deadline=None)
 @given(st.integers(-10**14, 3 * 10**14).map(iso_ms) | st.text(min_size=24, max_size=24)
        | st.from_regex(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d\d\dZ\Z"), st.none() | st.integers())
-def test_day_stamps_equal_the_parser(stamp: str, ms: int | None) -> None:
-    assert DayStamps(record_ts_ms)(stamp, ms) == record_ts_ms(stamp, ms)
+def test_hour_stamps_equal_the_parser(stamp: str, ms: int | None) -> None:
+    assert HourStamps(record_ts_ms)(stamp, ms) == record_ts_ms(stamp, ms)
 
 
-def test_day_stamps_at_the_edges() -> None:
-    stamps = DayStamps(record_ts_ms)
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-10**11, 10**11).map(lambda ms: iso_ms(1_790_000_000_000 + ms))
+                | st.sampled_from(["2026-11-16T23:60:00.000Z", "2026-02-29T10:00:00.000Z", "x" * 24]),
+                min_size=1, max_size=40))
+def test_hour_stamps_shared_across_lines_equal_the_parser(stamps: list[str]) -> None:
+    """One instance across a session's lines (as the plug-in uses it): its cached minutes, valid and
+    rejected alike, never change an answer."""
+    fast = HourStamps(record_ts_ms)
+    for stamp in stamps + sorted(stamps):
+        assert fast(stamp, 7) == record_ts_ms(stamp, 7), stamp
+
+
+def test_hour_stamps_at_the_edges() -> None:
+    stamps = HourStamps(record_ts_ms)
     for stamp in ("1969-12-31T23:59:59.999Z", "1970-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z",
                   "2026-02-29T10:00:00.000Z", "2028-02-29T10:00:00.000Z", "2026-11-16T24:00:00.000Z",
                   "2026-11-16T23:60:00.000Z", "2026-11-16T23:59:60.000Z", "2026-11-16T1\u0664:58:38.711Z"):
