@@ -99,6 +99,47 @@ def test_a_job_that_kills_every_worker_is_lost_and_the_others_complete() -> None
     assert multiprocessing.active_children() == []
 
 
+def _die_when_idle(job: tuple[int, str]) -> int:
+    """Job 0 returns at once and has its worker killed soon after, while it waits for a next job that
+    never comes (the queue is empty by then); the other jobs run until after that death."""
+    n, marker = job
+    if n == 0:
+        pid = os.getpid()
+        threading.Thread(target=lambda: (threading.Event().wait(0.3), os.kill(pid, signal.SIGKILL)),
+                         daemon=True).start()
+    else:
+        while not Path(marker).exists():
+            threading.Event().wait(0.05)
+    return n
+
+
+def test_a_worker_that_dies_idle_is_buried_and_the_others_finish(tmp_path: Path) -> None:
+    """An idle worker's pipe is readable only once it died: the run notices it, keeps the busy ones
+    going and ends with every result, nothing lost and nothing run twice."""
+    marker = tmp_path / "idle-death-seen"
+    jobs = [(0, str(marker)), (1, str(marker))]
+    batches = run_in_processes(_die_when_idle, jobs, 2, _lost)
+    first = next(batches)
+    assert first == [0]
+    pids = [p.pid for p in multiprocessing.active_children()]
+    for _ in range(200):  # up to 10 s
+        if not all(map(_alive, pids)):
+            break
+        threading.Event().wait(0.05)
+    assert not all(map(_alive, pids)), "the idle worker was not killed"
+    marker.touch()  # the idle worker is dead now: let job 1 finish
+    assert _flatten([first, *batches]) == [0, 1]
+    assert multiprocessing.active_children() == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_large_jobs_and_results_never_deadlock_the_pipes() -> None:
     """A job bigger than a pipe's buffer is never sent ahead of a running one: the worker would block
     sending its large result while the parent blocks sending it the next large job."""

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from daemon.codex import notes
-from daemon.codex.notes import TOOL_INPUT_MAX, TOOL_RESULT_MAX, compact_json, message_text
+from daemon.codex.notes import compact_json, message_text
 from daemon.codex.text import trim
 from daemon.sources.base import SourceState
 from daemon.transcript import Image, Part, Reasoning, Text, ToolCall, ToolResult, Unsupported, only_tool_results

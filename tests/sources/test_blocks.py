@@ -8,9 +8,8 @@ import msgspec
 import pytest
 
 from daemon.codex.text import trim, truncate
+from daemon.codex.notes import TOOL_INPUT_MAX, TOOL_RESULT_MAX
 from daemon.sources.blocks import (
-    TOOL_INPUT_MAX,
-    TOOL_RESULT_MAX,
     render_content,
     tool_call_note,
     tool_result_note,
