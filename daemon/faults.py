@@ -1,12 +1,13 @@
 """Fault injection for the reliability tests: named points where a test can make us crash or raise.
 
 Off unless `SESSION_SYNCD_FAULT` is set in the environment the process starts with, so production runs
-pay one comparison per point. The value is `POINT:ACTION[:MATCH]`: at the point named POINT (e.g. `fold`, `before_rename`,
-`before_commit`), when MATCH is empty or a substring of the session's path, ACTION happens:
-`kill` (SIGKILL this process, as a power cut or the OOM killer would), `raise` (an unexpected
-exception, as a bug triggered by one session's content would) or `stop` (SIGSTOP this process, so a
-test can change the world at that moment — delete or truncate the source just read — then SIGCONT it). With `SESSION_SYNCD_FAULT_ONCE=FILE`
-the fault fires only for whoever creates FILE first (O_EXCL), so a test can kill exactly one worker.
+pay one comparison per point. The value is `POINT:ACTION[:MATCH]`: at the point named POINT (e.g.
+`fold`, `before_rename`, `before_commit`), when MATCH is empty or a substring of the session's path,
+ACTION happens: `kill` (SIGKILL this process, as a power cut or the OOM killer would), `raise` (an
+unexpected exception, as a bug triggered by one session's content would) or `stop` (SIGSTOP this
+process, so a test can change the world at that moment — delete or truncate the source just read —
+then SIGCONT it). With `SESSION_SYNCD_FAULT_ONCE=FILE` the fault fires only for whoever creates FILE
+first (O_EXCL), so a test can kill exactly one worker.
 
 The points, in the order one session's sync passes them: `fold` (read and folded), `intent` (a write
 intent or reserved start is committed, nothing written yet), `store.written` / `store.before_rename` /

@@ -13,8 +13,8 @@ Everything that lists agents reads this: CLI flags (`--<kind>-root`), config sec
 from __future__ import annotations
 
 import importlib
-import sys
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 

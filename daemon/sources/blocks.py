@@ -92,10 +92,10 @@ class HourStamps:
         """The ms of `t`'s hour, or None when that part is not canonical or its day is rejected."""
         base = None
         hh = t[11:13]
-        if t[10] == "T" and t[13] == ":" and hh.isascii() and hh.isdigit() and int(hh) < 24:
+        if t[10] == "T" and t[13] == ":" and hh.isascii() and hh.isdigit() and (hours := int(hh)) < 24:
             day = self._slow(t[:10] + "T00:00:00.000Z", None)
             if day is not None:
-                base = day + int(hh) * 3_600_000
+                base = day + hours * 3_600_000
         if len(self._hours) >= self.MAX_HOURS:
             self._hours.clear()
         self._hours[t[:14]] = base
