@@ -247,7 +247,11 @@ class Follower:
     """`logs --follow` in a subprocess, with its stdout lines arriving on a queue."""
 
     def __init__(self, paths: Paths, *argv: str) -> None:
-        code = ("import sys; from pathlib import Path; from daemon.config import Paths; "
+        # Ctrl-C as a terminal delivers it: a suite started in the background by a shell without job
+        # control (`cmd &` in a script, some CI runners) hands its children SIGINT ignored, and Python
+        # then keeps it ignored, so the follower would never see the SIGINT `stop` sends.
+        code = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                "from pathlib import Path; from daemon.config import Paths; "
                 "from daemon.logquery import main; s = Path(sys.argv[1]); "
                 "sys.exit(main(sys.argv[2:], Paths(home=s, codex_home=s, state_dir=s)))")
         self.proc = subprocess.Popen(
