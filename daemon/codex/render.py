@@ -102,13 +102,13 @@ def closing(state: ThreadState) -> bytes:
     """The lines that end an imported thread; empty when there is no turn yet."""
     if not state.turns:
         return b""
-    t = state.clock_ms
+    stamp = L.Stamper()(state.clock_ms)  # the three lines share it: formatted once
     tokens = -(-state.token_bytes // 4)
     usage = L.TokenUsage(total_tokens=tokens)
     return b"".join((
-        L.encode(t, "event_msg", _agent(MARKER)),
-        L.encode(t, "event_msg", L.TokenCount(info=L.TokenInfo(usage, usage, None), rate_limits=None)),
-        L.encode(t, "event_msg", L.TaskComplete(
+        L.event_at(stamp, _agent(MARKER)),
+        L.event_at(stamp, L.TokenCount(info=L.TokenInfo(usage, usage, None), rate_limits=None)),
+        L.event_at(stamp, L.TaskComplete(
             turn_id=f"{TURN_PREFIX}{state.turns}", last_agent_message=None, started_at=state.open_started,
             completed_at=_secs(state.last_ts_ms))),
     ))

@@ -45,5 +45,7 @@ def test_event_at_equals_struct_encoding(ms: int, turn: int, started: int | None
     for payload in (L.TaskStarted(turn_id=f"t{turn}", started_at=started, model_context_window=None,
                                   collaboration_mode_kind="default"),
                     L.TaskComplete(turn_id=f"t{turn}", last_agent_message=None, started_at=started),
-                    L.AgentMessage(message="\x00\"é\n", phase=None, memory_citation=None)):
+                    L.AgentMessage(message="\x00\"é\n", phase=None, memory_citation=None),
+                    L.TokenCount(info=L.TokenInfo(L.TokenUsage(total_tokens=turn), L.TokenUsage(), None),
+                                 rate_limits=None)):
         assert L.event_at(stamp, payload) == L.encode(ms, "event_msg", payload)

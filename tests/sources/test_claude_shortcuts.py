@@ -174,7 +174,7 @@ def test_hour_stamps_equal_the_parser(stamp: str, ms: int | None) -> None:
                 | st.sampled_from(["2026-11-16T23:60:00.000Z", "2026-02-29T10:00:00.000Z", "x" * 24]),
                 min_size=1, max_size=40))
 def test_hour_stamps_shared_across_lines_equal_the_parser(stamps: list[str]) -> None:
-    """One instance across a session's lines (as the plug-in uses it): its cached minutes, valid and
+    """One instance across a session's lines (as the plug-in uses it): its cached hours, valid and
     rejected alike, never change an answer."""
     fast = HourStamps(record_ts_ms)
     for stamp in stamps + sorted(stamps):
