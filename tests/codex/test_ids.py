@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ def test_uuid7_shape(kind, session, path, generation, start_ms):
     assert u.version == 7
     assert u.variant == uuid.RFC_4122
     assert u.int >> 80 == start_ms  # the 48 time bits are the start in ms
+    assert uuid.UUID(int=u.int) == u  # formatted as uuid formats it
     assert value == thread_id(kind, session, path, generation, start_ms)  # deterministic
 
 
@@ -70,3 +72,11 @@ def test_rollout_relpath_utc(start_ms, expected, monkeypatch):
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(-(2**41), 253402300799999))  # mtimes before 1970 to the last instant a source time may be
+def test_rollout_relpath_equals_the_datetime_formatting(start_ms):
+    t = datetime.fromtimestamp(start_ms / 1000, tz=timezone.utc)
+    assert rollout_relpath("ID", start_ms) == Path(
+        "sessions", f"{t:%Y}", f"{t:%m}", f"{t:%d}", f"rollout-{t:%Y-%m-%dT%H-%M-%S}-ID.jsonl")
