@@ -245,20 +245,20 @@ class Ledger:
                 time.sleep(0.02)
 
     def _migrate(self) -> None:
-        """Bring the schema up to date, one version per transaction. The version is read inside the
-        write transaction, so two processes opening a new ledger at once cannot both migrate it."""
-        while True:
-            with self.transaction():
-                version = self._db.execute("PRAGMA user_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    raise LedgerError(f"ledger {self.path} has schema {version}, newer than this session-syncd "
-                                      f"({SCHEMA_VERSION}); upgrade session-syncd")
-                if version == SCHEMA_VERSION:
-                    return
-                for statement in _MIGRATIONS[version + 1].split(";"):
+        """Bring the schema up to date in one transaction (all of it or none: one sync, where a version per
+        transaction cost a new ledger three). The version is read inside the write transaction, so two
+        processes opening a new ledger at once cannot both migrate it."""
+        with self.transaction():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise LedgerError(f"ledger {self.path} has schema {version}, newer than this session-syncd "
+                                  f"({SCHEMA_VERSION}); upgrade session-syncd")
+            while version < SCHEMA_VERSION:
+                version += 1
+                for statement in _MIGRATIONS[version].split(";"):
                     if statement.strip():
                         self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version={version + 1}")
+                self._db.execute(f"PRAGMA user_version={version}")
 
     def transaction(self) -> "_Tx":
         """One transaction; writes inside an open one join it (`record.record_all`: sessions that
