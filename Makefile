@@ -49,8 +49,8 @@ test: $(VENV)/.test-extras $(CODEX_BIN) $(CODEX_NEWEST_BIN)
 # `make bench SCALE_ARGS="--sessions 500"` for a quick scale run (the full one builds ~814 MiB, once).
 bench: $(VENV)/.test-extras $(CODEX_BIN)
 	@$(COMPILE)
-	SESSION_SYNCD_CODEX_BIN=$(abspath $(CODEX_BIN)) $(BIN)/python bench/import_vs_codex.py
-	SESSION_SYNCD_CODEX_BIN=$(abspath $(CODEX_BIN)) $(BIN)/python bench/scale.py $(SCALE_ARGS)
+	SESSION_SYNCD_CODEX_BIN=$(abspath $(CODEX_BIN)) $(BIN)/python bench/import_vs_codex.py --json-out bench/.work/import_vs_codex.json
+	SESSION_SYNCD_CODEX_BIN=$(abspath $(CODEX_BIN)) $(BIN)/python bench/scale.py --rate-from bench/.work/import_vs_codex.json $(SCALE_ARGS)
 	$(BIN)/python bench/startup.py
 
 clean:

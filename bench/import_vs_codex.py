@@ -30,7 +30,8 @@ for Codex, the largest process of the app-server tree (VmHWM, Linux). CPU is use
 Prints a table, then one JSON object on the last line:
 {"codex_s", "syncd_s", "syncd_nochange_s", "b_over_a", "c_over_a", "threads_s", "processes_s", ...}.
 
-Usage: bench/import_vs_codex.py [--repeat N] [--fixture DIR] [--work DIR] [--workers N]
+Usage: bench/import_vs_codex.py [--repeat N] [--fixture DIR] [--work DIR] [--workers N] [--json-out FILE]
+(`--json-out`: the JSON line also into FILE, for `bench/scale.py --rate-from` in the same `make bench`)
 Needs SESSION_SYNCD_CODEX_BIN (`make bench` sets it) and session-syncd installed in this interpreter's venv.
 Standard library only (plus tests/codex_app_server.py, imported by path).
 """
@@ -286,6 +287,7 @@ def main() -> int:
     ap.add_argument("--fixture", type=Path, help="reuse this make_fixture.py output instead of building one")
     ap.add_argument("--work", type=Path, default=HERE / ".work", help="scratch folder (default bench/.work)")
     ap.add_argument("--workers", type=int, help="pass --workers N to session-syncd")
+    ap.add_argument("--json-out", type=Path, help="also write the JSON result into this file")
     a = ap.parse_args()
 
     _become_subreaper()
@@ -388,7 +390,11 @@ def main() -> int:
           f"b/a {result['b_over_a_min']:.3f}")
     print(f"targets: b/a {result['b_over_a']:.3f} (<= {TARGET_B}), c/a {result['c_over_a']:.4f} (<= {TARGET_C}) "
           f"-> {'met' if result['targets_met'] else 'NOT met'}")
-    print(json.dumps(result, separators=(", ", ": ")))
+    line = json.dumps(result, separators=(", ", ": "))
+    if a.json_out:
+        a.json_out.parent.mkdir(parents=True, exist_ok=True)
+        a.json_out.write_text(line + "\n")
+    print(line)
     return 0
 
 
