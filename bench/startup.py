@@ -8,12 +8,16 @@ What it does, in one run:
    matches the ledger) and `status` has 50 rows to report.
 2. Runs, interleaved `--repeat` times (so load drifts hit every command alike), each as a fresh process
    with the environment a user's shell would give it:
-   bare      this venv's interpreter, `python -c pass` (site and the venv included, as for any command)
+   plain     a bare venv's interpreter (nothing installed in it: built once under the work folder), for
+             scale: this venv's own start-up includes what installing session-syncd editable adds to it
+   bare      this venv's interpreter, `python -c pass` (site and the venv included, as for any command;
+             `make` installs session-syncd editable, whose import finder runs in every start-up)
    floor     `python -c "import msgspec, sqlite3, argparse"`: what the commands cannot do without
    status    `session-syncd status`
    import    `session-syncd import` with nothing to do
 3. Prints the medians and their ratios to bare; the last line is JSON:
-   {"bare_ms", "floor_ms", "status_ms", "import_ms", "status_over_bare", "import_over_bare", ...}.
+   {"plain_ms", "bare_ms", "floor_ms", "status_ms", "import_ms", "status_over_bare", "import_over_bare",
+    "status_over_plain", ...}. The target is judged against `bare`, the interpreter the commands run on.
 
 Usage: bench/startup.py [--repeat N] [--work DIR]
 Standard library only (plus bench/import_vs_codex.py for the fixture: this script's folder is on sys.path).
@@ -28,10 +32,20 @@ import statistics
 import subprocess
 import sys
 import time
+import venv
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TARGET = 2.0  # issue 11: "within ~2x bare interpreter start-up"
+
+
+def plain_python(work: Path) -> str:
+    """The interpreter of an empty venv (no packages, no .pth files of ours), built once and cached."""
+    where = work / "plain-venv"
+    python = where / "bin" / "python"
+    if not python.exists():
+        venv.EnvBuilder(with_pip=False, symlinks=True, clear=True).create(where)
+    return str(python)
 
 
 def main() -> int:
@@ -50,6 +64,7 @@ def main() -> int:
     where = ["--codex-home", str(home), "--state-dir", str(state)]
     python = str(Path(sys.executable))
     commands = {
+        "plain": [plain_python(work), "-c", "pass"],
         "bare": [python, "-c", "pass"],
         "floor": [python, "-c", "import sys; sys.modules['typing_extensions'] = None; import msgspec, sqlite3, argparse"],
         "status": [syncd, "status", *where],
@@ -67,6 +82,7 @@ def main() -> int:
                 sys.exit(f"bench: the no-op import did something: {proc.stdout}")
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
     result = {
+        "plain_ms": round(med["plain"], 1),
         "bare_ms": round(med["bare"], 1),
         "floor_ms": round(med["floor"], 1),
         "status_ms": round(med["status"], 1),
@@ -74,13 +90,17 @@ def main() -> int:
         "floor_over_bare": round(med["floor"] / med["bare"], 2),
         "status_over_bare": round(med["status"] / med["bare"], 2),
         "import_over_bare": round(med["import"] / med["bare"], 2),
+        "floor_over_plain": round(med["floor"] / med["plain"], 2),
+        "status_over_plain": round(med["status"] / med["plain"], 2),
+        "import_over_plain": round(med["import"] / med["plain"], 2),
         "sessions": first["summary"]["imported"],
         "repeat": a.repeat,
         "targets_met": max(med["status"], med["import"]) / med["bare"] <= TARGET,
     }
     print(f"\nstart-up, medians of {a.repeat} interleaved runs ({result['sessions']} sessions in the ledger)")
     for name in commands:
-        print(f"  {name:8s} {med[name]:7.1f} ms  {med[name] / med['bare']:5.2f}x bare")
+        print(f"  {name:8s} {med[name]:7.1f} ms  {med[name] / med['bare']:5.2f}x bare  "
+              f"{med[name] / med['plain']:5.2f}x plain")
     print(f"target: status and the no-op import within ~{TARGET:.0f}x bare -> "
           f"{'met' if result['targets_met'] else 'NOT met'}")
     print(json.dumps(result))
