@@ -85,15 +85,16 @@ class Sha256Tracker:
         bytes we stopped at; `rewritten=True` (the engine saw a rewrite) forces a whole-file hash.
         """
         key = str(path)
+        state = None if rewritten else self._states.get(key)
+        if state is not None and state.known is not None:  # a stat, not an open: most flushed files are
+            st = os.stat(key)                               # ones a worker just hashed
+            known = state.known
+            if (st.st_ino, st.st_size, st.st_mtime_ns) == (state.ino, known.size, known.mtime_ns):
+                return known
+            state = None
         fd = os.open(key, os.O_RDONLY | os.O_CLOEXEC)
         try:
             st = os.fstat(fd)
-            state = None if rewritten else self._states.get(key)
-            if state is not None and state.known is not None:
-                known = state.known
-                if (st.st_ino, st.st_size, st.st_mtime_ns) == (state.ino, known.size, known.mtime_ns):
-                    return known
-                state = None
             if state is not None and not _resumable(fd, st, state):
                 state = None
             if state is None:
@@ -220,6 +221,10 @@ class MirrorQueue:
         earlier = self._pending.get(path)
         if known is not None:
             assert self.tracker is not None
+            # Every digest a worker handed over must still be in the tracker at the flush, or the flush
+            # reads and hashes the file again: room for twice what is queued (10,000 sessions imported,
+            # ~4,300 queued between two flushes, 4,096 states: 0.35 s of the parent's CPU re-hashing).
+            self.tracker.max_entries = max(self.tracker.max_entries, 2 * (len(self._pending) + 1))
             self.tracker.seed(self.canonical(path), *known)
             rewritten, earlier = False, None  # the digest is of the rewritten file
         self._pending[path] = (thread_id, title, rewritten or bool(earlier and earlier[2]))

@@ -384,6 +384,24 @@ def test_tracker_is_bounded(tmp_path: Path) -> None:
     assert tracker.bytes_hashed == before + 2
 
 
+def test_a_flush_hashes_none_of_the_files_whose_digest_it_was_handed(tmp_path: Path, home: Path) -> None:
+    """More sessions committed between two flushes than the tracker keeps states: the digests the
+    workers handed over are still all there at the flush, which reads none of those files again."""
+    queue = mirror.MirrorQueue(home, tracker=mirror.Sha256Tracker(max_entries=4))
+    expected = {}
+    for i in range(25):
+        src = tmp_path / f"s{i}.jsonl"
+        src.write_bytes(b'{"n": %d}\n' % i)
+        st = src.stat()
+        expected[str(src.resolve())] = digest = hashlib.sha256(src.read_bytes()).hexdigest()
+        queue.add("claude", str(src), f"t{i}", None, True, (mirror.SourceDigest(digest, st.st_size, st.st_mtime_ns),
+                                                             st.st_ino))
+    assert queue.write(queue.take()) == []
+    assert queue.tracker.bytes_hashed == 0
+    records = codex_ledger.read(home).ledger.records
+    assert {r.source_path: r.content_sha256 for r in records} == expected
+
+
 def test_imported_prefix_finds_where_codexs_import_ends(tmp_path: Path) -> None:
     src = tmp_path / "s.jsonl"
     imported = b'{"type":"user"}\n' * 5000 + b'{"type":"assistant"}\n'
