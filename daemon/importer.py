@@ -160,19 +160,22 @@ def run_import(cfg: Config, paths: Paths, env: Mapping[str, str], log: Callable[
 
                 mirror = MirrorQueue(paths.codex_home, interval_s=MIRROR_INTERVAL_S, folders=folders)
                 summary.errors.extend(mirror.queue_missing(ledger.threads()))
-            for batch in _run_jobs(workers, executor_mode, total, jobs):
-                try:
-                    record_all(ledger, batch, log(), mirror)
-                except (sqlite3.Error, StoreError) as exc:  # the threads are durable; the next run adopts them
+            from daemon.pool import rare_collections
+
+            with rare_collections():  # the jobs and rows held from here on live until the run ends
+                for batch in _run_jobs(workers, executor_mode, total, jobs):
+                    try:
+                        record_all(ledger, batch, log(), mirror)
+                    except (sqlite3.Error, StoreError) as exc:  # the threads are durable; the next run adopts them
+                        for out in batch:
+                            commit_failed(out, exc, paths.ledger, "run import again")
                     for out in batch:
-                        commit_failed(out, exc, paths.ledger, "run import again")
-                for out in batch:
-                    _count(summary, out)
-                    progress.advance(out.bytes_read)
-                    if mirror is not None and out.kind == "imported" and out.row is not None and out.sha256 is None:
-                        _prehash(mirror, out)
-                if mirror is not None and mirror.due():
-                    summary.errors.extend(mirror.write(mirror.take()))
+                        _count(summary, out)
+                        progress.advance(out.bytes_read)
+                        if mirror is not None and out.kind == "imported" and out.row is not None and out.sha256 is None:
+                            _prehash(mirror, out)
+                    if mirror is not None and mirror.due():
+                        summary.errors.extend(mirror.write(mirror.take()))
             if mirror is not None:
                 summary.errors.extend(mirror.write(mirror.take()))
         progress.close()

@@ -10,8 +10,10 @@ import signal
 import threading
 from pathlib import Path
 
+import pytest
+
 from daemon.pool import (PROCESS_POOL_MIN_BYTES, SEND_AHEAD_MAX_BYTES, WORKER_GC_THRESHOLD, make_executor,
-                         run_in_processes)
+                         rare_collections, run_in_processes)
 
 
 def _worker_facts() -> tuple[int, int, int]:
@@ -35,6 +37,19 @@ def test_a_worker_process_collects_garbage_rarely_and_never_walks_what_it_inheri
     assert threshold == WORKER_GC_THRESHOLD
     assert frozen > 0  # the parent's objects (modules, the registry) are out of the worker's collections
     assert gc.get_threshold()[0] != WORKER_GC_THRESHOLD
+
+
+def test_while_import_feeds_its_workers_its_own_collections_are_rare_and_skip_what_it_holds() -> None:
+    """Inside: the objects that existed are frozen out of collections and young ones are collected
+    rarely; after (even when the run fails): this process's collector is as it was."""
+    before = gc.get_threshold()
+    assert gc.get_freeze_count() == 0 and before[0] != WORKER_GC_THRESHOLD
+    held = [object() for _ in range(100)]
+    with pytest.raises(RuntimeError), rare_collections():
+        assert gc.get_threshold() == (WORKER_GC_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() > len(held)
+        raise RuntimeError("a run that fails")
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
 
 # -- run_in_processes: the pool `import` feeds through one pipe per worker ---------------------------
