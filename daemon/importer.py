@@ -216,6 +216,8 @@ def _codex_imports(paths: Paths, new: list, summary: Summary, folders: dict[str,
     except codex_ledger.CodexLedgerError as exc:
         summary.errors.append(str(exc))
         return {}
+    if not known:  # Codex imported nothing (yet): no path to canonicalize (10,000 sessions: ~80 ms)
+        return {}
     out = {}
     for f in candidates:
         found = known.get(codex_ledger.canonical(f.ident.path, folders))
