@@ -222,9 +222,17 @@ def start_worker() -> None:
     mostly walks live objects for nothing; what the worker inherited from its parent is frozen out of its
     walks. Measured on the 50-session import (2026-12-02, medians of alternating runs): CPU 1.28-1.34 →
     1.25-1.28 s."""
-    gc.freeze()
-    gc.set_threshold(WORKER_GC_THRESHOLD, *gc.get_threshold()[1:])
+    _collect_rarely()
     die_with_parent()
+
+
+def _collect_rarely() -> tuple[int, int, int]:
+    """Freeze what exists out of the collector's walks, collect young objects every WORKER_GC_THRESHOLD
+    allocations; returns the thresholds it replaced."""
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(WORKER_GC_THRESHOLD, *threshold[1:])
+    return threshold
 
 
 @contextlib.contextmanager
@@ -233,9 +241,7 @@ def rare_collections() -> Iterator[None]:
     of the collector's walks and young objects are collected every WORKER_GC_THRESHOLD allocations, as in
     a worker; both undone after. Otherwise the parent of a 10,000-session import spent ~0.18 s collecting,
     two full collections of ~60 ms each among it, while its idle workers waited for their next job."""
-    threshold = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(WORKER_GC_THRESHOLD, *threshold[1:])
+    threshold = _collect_rarely()
     try:
         yield
     finally:

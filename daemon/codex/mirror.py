@@ -86,8 +86,8 @@ class Sha256Tracker:
         """
         key = str(path)
         state = None if rewritten else self._states.get(key)
-        if state is not None and state.known is not None:  # a stat, not an open: most flushed files are
-            st = os.stat(key)                               # ones a worker just hashed
+        if state is not None and state.known is not None:
+            st = os.stat(key)  # a stat, not an open: most files a flush asks about, a worker just hashed
             known = state.known
             if (st.st_ino, st.st_size, st.st_mtime_ns) == (state.ino, known.size, known.mtime_ns):
                 return known
