@@ -44,12 +44,14 @@ def test_while_import_feeds_its_workers_its_own_collections_are_rare_and_skip_wh
     rarely; after (even when the run fails): this process's collector is as it was."""
     before = gc.get_threshold()
     assert gc.get_freeze_count() == 0 and before[0] != WORKER_GC_THRESHOLD
-    held = [object() for _ in range(100)]
+    held = [[] for _ in range(3)]  # lists: objects the collector tracks (a bare object() it never walks)
+    assert all(any(o is h for o in gc.get_objects()) for h in held)
     with pytest.raises(RuntimeError), rare_collections():
         assert gc.get_threshold() == (WORKER_GC_THRESHOLD, *before[1:])
-        assert gc.get_freeze_count() > len(held)
+        assert not any(o is h for o in gc.get_objects() for h in held)  # frozen: out of every generation
         raise RuntimeError("a run that fails")
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    assert all(any(o is h for o in gc.get_objects()) for h in held)  # walked again
 
 
 # -- run_in_processes: the pool `import` feeds through one pipe per worker ---------------------------
