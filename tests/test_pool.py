@@ -41,9 +41,10 @@ def test_a_worker_process_collects_garbage_rarely_and_never_walks_what_it_inheri
 
 def test_while_import_feeds_its_workers_its_own_collections_are_rare_and_skip_what_it_holds() -> None:
     """Inside: the objects that existed are frozen out of collections and young ones are collected
-    rarely; after (even when the run fails): this process's collector is as it was."""
+    rarely; after (even when the run fails): the thresholds are as they were and nothing is frozen.
+    (Python 3.12 starts with a few hundred objects of its own frozen; the unfreeze returns those too.)"""
     before = gc.get_threshold()
-    assert gc.get_freeze_count() == 0 and before[0] != WORKER_GC_THRESHOLD
+    assert before[0] != WORKER_GC_THRESHOLD
     held = [[] for _ in range(3)]  # lists: objects the collector tracks (a bare object() it never walks)
     assert all(any(o is h for o in gc.get_objects()) for h in held)
     with pytest.raises(RuntimeError), rare_collections():
