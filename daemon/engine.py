@@ -37,6 +37,7 @@ import msgspec
 
 from daemon import faults
 from daemon.codex import compat, ids, store
+from daemon.codex.writer_lock import writer_lock
 from daemon.codex.mirror import CODEX_KINDS
 from daemon.config import Config, Paths, child_sessions
 from daemon.codex.lines import GitInfo, SessionMeta, encode, is_codex_metadata, iso_ms
@@ -658,7 +659,7 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
                            f"(`session-syncd import --restore {ident.session_id}` brings it back)")
             return
         new.rollout_path = str(rollout)  # archived (or unarchived) in Codex: follow it, keep appending there
-        with store.writer_lock(home, row.thread_id):  # Codex has the thread open → Busy → deferred
+        with writer_lock(home, row.thread_id):  # Codex has the thread open → Busy → deferred
             owner, carried = _owner(rollout, row)
             if owner in ("ours", "interrupted"):
                 if mode == "append" and owner == "ours":
@@ -701,10 +702,15 @@ def _write_thread(job: Job, out: Outcome, new: Row, mode: str, parts: list[bytes
         out.kind = "imported"
     while True:
         rollout = home / ids.rollout_relpath(new.thread_id, state.source.start_ms)
-        with store.writer_lock(home, new.thread_id):
-            chunks = _full_chunks(new.thread_id, parts, state, cwd, b"", job.codex_compatible)
-            carried = _earlier_copy_of_ours(rollout) if rollout.exists() else b""
-            if carried is not None:  # no file yet, or ours from a run whose commit was lost
+        chunks = _full_chunks(new.thread_id, parts, state, cwd, b"", job.codex_compatible)
+        if not rollout.exists():
+            # A new thread takes no writer lock: nobody can have it open (Codex opens a thread through its
+            # rollout, the id is ours alone, and the home lock keeps any other session-syncd out).
+            _write_full(new, rollout, chunks, 0)
+            break
+        with writer_lock(home, new.thread_id):
+            carried = _earlier_copy_of_ours(rollout)
+            if carried is not None:  # ours, from a run whose commit was lost
                 chunks[-1] = carried
                 _write_full(new, rollout, chunks, len(carried))
                 break

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from codex_app_server import CodexAppServer
+from codex_app_server import CodexAppServer, CodexRpcError, codex_bin_params
 from support import Tree, ledger_rows, ledger_superseded, read_view, require_codex, run_import
 
 pytestmark = pytest.mark.codex
@@ -59,6 +59,7 @@ def test_open_in_codex_defers_then_appends_to_the_same_thread(tree: Tree) -> Non
         view = read_view(codex.read_thread(row["thread_id"]))
     assert [user for user, _agents in view] == ["first question", "second question"]
     assert view[-1][1] == ["<EXTERNAL SESSION IMPORTED>"]
+    assert _thread_lock_files(tree) == []  # Codex's went when it let go, ours when the append was done
 
 
 def test_a_turn_added_in_codex_makes_a_conflict_copy(tree: Tree) -> None:
@@ -76,22 +77,28 @@ def test_a_turn_added_in_codex_makes_a_conflict_copy(tree: Tree) -> None:
     assert [s["thread_id"] for s in ledger_superseded(tree)] == [row["thread_id"]]
 
 
-def test_the_writer_lock_file_is_created_before_a_first_write(tmp_path: Path) -> None:
-    """Issue 8: we take Codex's per-thread writer lock even for a thread Codex never opened, so a Codex
-    that opens it mid-write waits for us; while we hold it, another taker (as Codex would) is refused."""
-    import fcntl
-    import os
+def _thread_lock_files(tree: Tree) -> list[str]:
+    folder = tree.codex_home / "thread-writer-locks"
+    return sorted(p.name for p in folder.iterdir() if p.name != ".coordination.lock") if folder.exists() else []
 
-    from daemon.codex import store
 
-    home = tmp_path / "codex"
-    home.mkdir()
-    with store.writer_lock(home, "t-1"):
-        lock = home / "thread-writer-locks" / "t-1.lock"
-        assert lock.is_file() and (lock.stat().st_mode & 0o777) == 0o600
-        fd = os.open(lock, os.O_RDWR)
-        try:
-            with pytest.raises(BlockingIOError):
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        finally:
-            os.close(fd)
+@pytest.mark.parametrize("codex_bin", codex_bin_params())
+def test_the_real_codex_respects_our_lock_and_its_sweep_leaves_it(tree: Tree, codex_bin: str) -> None:
+    """The first lock a Codex process takes sweeps away every thread lock file nobody holds: ours, held,
+    stays, and Codex's resume of that thread is refused; let go, our file is removed as Codex removes its
+    own. A new thread takes no lock at all: the import that wrote it left no file."""
+    from daemon.codex.writer_lock import writer_lock
+
+    (row,) = ledger_rows(tree)
+    assert _thread_lock_files(tree) == []
+    ours = f"{row['thread_id']}.lock"
+    with writer_lock(tree.codex_home, row["thread_id"]):
+        with CodexAppServer(tree.home, tree.codex_home, binary=codex_bin, timeout=60) as codex:
+            with pytest.raises(CodexRpcError, match="already has an active writer"):
+                codex.request("thread/resume", {"threadId": row["thread_id"]})
+        assert _thread_lock_files(tree) == [ours]
+    assert _thread_lock_files(tree) == []
+    with CodexAppServer(tree.home, tree.codex_home, binary=codex_bin, timeout=60) as codex:
+        codex.request("thread/resume", {"threadId": row["thread_id"]})
+        assert _thread_lock_files(tree) == [ours]  # Codex's own, while it has the thread open
+    assert _thread_lock_files(tree) == []

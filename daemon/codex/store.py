@@ -1,8 +1,9 @@
-"""Writing into `$CODEX_HOME`: rollout files, the thread-name index, Codex's writer locks.
+"""Writing into `$CODEX_HOME`: rollout files and the thread-name index (Codex's writer locks are
+writer_lock.py's).
 
 Owns every byte we put into the Codex home and how it is made durable: new and rewritten rollouts go
 through a temp file + fsync + rename (+ directory fsync), appends truncate our previous closing lines
-and fsync. Every folder we create (a day folder, `thread-writer-locks/`, the Codex home) has its parent
+and fsync. Every folder we create (a day folder, the Codex home) has its parent
 fsynced, so a new rollout's name survives a power cut too. Files are 0600, folders 0700. It knows
 nothing about sources or the ledger. Fault points (daemon/faults.py) sit between each write, fsync and
 rename, so the kill tests can stop us at exactly those moments.
@@ -14,8 +15,7 @@ import errno
 import fcntl
 import os
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 
 import blake3
@@ -262,38 +262,6 @@ def locate_rollout(codex_home: Path, rollout: Path) -> Path | None:
             return candidate
     # Something that is not a file where the rollout was is an error to report, not a deletion.
     return rollout if os.path.lexists(rollout) else None
-
-
-@contextmanager
-def writer_lock(codex_home: Path, thread_id: str) -> Iterator[None]:
-    """Hold Codex's per-thread writer lock while we write, if Codex uses one for this thread.
-
-    Codex takes an exclusive lock on `thread-writer-locks/<id>.lock` while a thread is live. If it is
-    locked, Codex has the thread open: raise Busy (the caller defers). The file is created when it does
-    not exist yet, so a Codex that opens the thread while we write waits for us instead of racing us.
-    """
-    folder = codex_home / "thread-writer-locks"
-    lock = folder / f"{thread_id}.lock"
-    try:
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-        except FileNotFoundError:
-            make_dirs_durable(folder)
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise StoreError(f"cannot create Codex's writer lock {lock}: {exc.strerror}; check that the Codex "
-                         "home is writable") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise Busy(f"Codex has thread {thread_id} open") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
 
 
 _encode_entry = msgspec.json.Encoder().encode
