@@ -74,6 +74,11 @@ class Sha256Tracker:
         self._states.move_to_end(key)
         self._trim()
 
+    def reserve(self, entries: int) -> None:
+        """Keep at least `entries` states from now on (the limit only grows: a caller that needs room for
+        what it seeds must not have them evicted before it asks for them)."""
+        self.max_entries = max(self.max_entries, entries)
+
     def _trim(self) -> None:
         while len(self._states) > self.max_entries:
             self._states.popitem(last=False)
@@ -224,7 +229,7 @@ class MirrorQueue:
             # Every digest a worker handed over must still be in the tracker at the flush, or the flush
             # reads and hashes the file again: room for twice what is queued (10,000 sessions imported,
             # ~4,300 queued between two flushes, 4,096 states: 0.35 s of the parent's CPU re-hashing).
-            self.tracker.max_entries = max(self.tracker.max_entries, 2 * (len(self._pending) + 1))
+            self.tracker.reserve(2 * (len(self._pending) + 1))
             self.tracker.seed(self.canonical(path), *known)
             rewritten, earlier = False, None  # the digest is of the rewritten file
         self._pending[path] = (thread_id, title, rewritten or bool(earlier and earlier[2]))
