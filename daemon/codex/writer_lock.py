@@ -37,13 +37,13 @@ RELEASE_WAIT_S = 0.5  # Codex tries once and leaves its file to a later sweep; w
 def writer_lock(codex_home: Path, thread_id: str, wait_s: float = TAKE_WAIT_S) -> Iterator[None]:
     """Hold Codex's writer lock of `thread_id` while we change its rollout; Busy when Codex holds it (the
     thread is open there) or keeps the coordination lock for longer than `wait_s`."""
-    folder = codex_home / FOLDER
-    lock = folder / f"{thread_id}.lock"
-    coordination = _open(folder, COORDINATION)
+    lock = codex_home / FOLDER / f"{thread_id}.lock"
+    coordination_path = lock.with_name(COORDINATION)
+    coordination = _open(coordination_path)
     try:
         if not _flock_within(coordination, fcntl.LOCK_SH, wait_s):
-            raise Busy(f"another process has held {folder / COORDINATION} for {wait_s:g} s")
-        fd = _open(folder, lock.name)
+            raise Busy(f"another process has held {coordination_path} for {wait_s:g} s")
+        fd = _open(lock)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -54,14 +54,14 @@ def writer_lock(codex_home: Path, thread_id: str, wait_s: float = TAKE_WAIT_S) -
     try:
         yield
     finally:
-        _release(folder, lock, fd)
+        _release(lock, fd)
 
 
-def _release(folder: Path, lock: Path, fd: int) -> None:
+def _release(lock: Path, fd: int) -> None:
     """Let go as Codex does: under the coordination lock held exclusive, close our file, then remove it.
     When that lock stays busy (or cannot be opened), only close: the file is left to Codex's sweep."""
     try:
-        coordination = _open(folder, COORDINATION)
+        coordination = _open(lock.with_name(COORDINATION))
     except StoreError:
         os.close(fd)
         return
@@ -92,14 +92,13 @@ def _flock_within(fd: int, op: int, wait_s: float) -> bool:
             time.sleep(POLL_S)
 
 
-def _open(folder: Path, name: str) -> int:
-    """`folder/name`, opened read-write and created (0600) when missing, with the folder made durably."""
-    path = folder / name
+def _open(path: Path) -> int:
+    """`path`, opened read-write and created (0600) when missing, with its folder made durably."""
     try:
         try:
             return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except FileNotFoundError:
-            make_dirs_durable(folder)
+            make_dirs_durable(path.parent)
             return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise StoreError(f"cannot create Codex's writer lock {path}: {exc.strerror}; check that the Codex "
