@@ -226,6 +226,14 @@ def syncd_env(fixture: Path, work: Path) -> dict[str, str]:
             "TMPDIR": os.environ.get("TMPDIR", "/tmp")}
 
 
+def codex_binary() -> str:
+    """Codex's CLI from $SESSION_SYNCD_CODEX_BIN, or a one-line exit saying how to get it."""
+    try:
+        return cas.require_codex_bin()
+    except RuntimeError as e:
+        sys.exit(f"bench: {e} (`make bench` sets it)")
+
+
 def syncd_binary() -> str:
     local = Path(sys.executable).parent / "session-syncd"
     found = str(local) if local.is_file() else shutil.which("session-syncd")
@@ -291,7 +299,7 @@ def main() -> int:
     a = ap.parse_args()
 
     _become_subreaper()
-    codex = cas.require_codex_bin()
+    codex = codex_binary()
     syncd = syncd_binary()
     work = a.work.resolve()
     work.mkdir(parents=True, exist_ok=True)

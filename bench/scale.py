@@ -237,7 +237,7 @@ def main() -> int:
     mib = a.mib if a.mib is not None else round(FULL_MIB * scale, 3)
 
     ivc._become_subreaper()  # noqa: SLF001
-    codex = None if a.skip_codex else ivc.cas.require_codex_bin()
+    codex = None if a.skip_codex else ivc.codex_binary()
     syncd = ivc.syncd_binary()
     work = a.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
