@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import gc
 import multiprocessing
 import os
@@ -131,30 +132,42 @@ def _die_when_idle(job: tuple[int, str]) -> int:
     return n
 
 
-def test_a_worker_that_dies_idle_is_buried_and_the_others_finish(tmp_path: Path) -> None:
+@pytest.mark.parametrize("threaded", [False, True], ids=["as started", "threaded caller (forkserver)"])
+def test_a_worker_that_dies_idle_is_buried_and_the_others_finish(tmp_path: Path, threaded: bool) -> None:
     """An idle worker's pipe is readable only once it died: the run notices it, keeps the busy ones
-    going and ends with every result, nothing lost and nothing run twice."""
+    going and ends with every result, nothing lost and nothing run twice. A caller with a second thread
+    (the daemon) gets forkserver workers, which the forkserver reaps: that path is forced once."""
     marker = tmp_path / "idle-death-seen"
     jobs = [(0, str(marker)), (1, str(marker))]
-    batches = run_in_processes(_die_when_idle, jobs, 2, _lost)
-    first = next(batches)
-    assert first == [0]
-    pids = [p.pid for p in multiprocessing.active_children()]
-    for _ in range(200):  # up to 10 s
-        if not all(map(_alive, pids)):
-            break
-        threading.Event().wait(0.05)
-    assert not all(map(_alive, pids)), "the idle worker was not killed"
-    marker.touch()  # the idle worker is dead now: let job 1 finish
-    assert _flatten([first, *batches]) == [0, 1]
+    with contextlib.ExitStack() as stack:
+        if threaded:
+            done = threading.Event()
+            threading.Thread(target=done.wait, daemon=True).start()
+            stack.callback(done.set)
+        batches = stack.enter_context(contextlib.closing(run_in_processes(_die_when_idle, jobs, 2, _lost)))
+        first = next(batches)  # a failure below must not leave its workers to the next test: closing
+        assert first == [0]
+        children = multiprocessing.active_children()
+        if threaded:
+            assert {type(p).__name__ for p in children} == {"ForkServerProcess"}
+        pids = [p.pid for p in children]
+        for _ in range(200):  # up to 10 s
+            if not all(map(_alive, pids)):
+                break
+            threading.Event().wait(0.05)
+        assert not all(map(_alive, pids)), "the idle worker was not killed"
+        marker.touch()  # the idle worker is dead now: let job 1 finish
+        assert _flatten([first, *batches]) == [0, 1]
     assert multiprocessing.active_children() == []
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` runs: not a zombie (a forked worker waits as one until the run reaps it) and not gone
+    (a forkserver's worker is reaped by the forkserver: its /proc entry can vanish between open and read)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().split(")")[1].split()[0] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
 
 
